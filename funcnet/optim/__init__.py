@@ -1,0 +1,76 @@
+"""Optimizers as ``optax.GradientTransformation``\\ s, built from named transforms.
+
+An optimizer is a pair ``init(params) -> opt_state`` and
+``update(grads, opt_state, params=None) -> (updates, opt_state)``; the step is
+``params = apply_updates(params, updates)``. Every optimizer here is a
+``chain`` of small transforms, each with a NamedTuple state named after it.
+
+Hyperparameters may be Python floats, arrays, tracers (swept under ``vmap``
+or passed into ``jit``) or, for ``learning_rate`` and ``weight_decay``,
+schedules (callables of the int32 step count, optax's included). Concrete
+values out of range raise ``ValueError`` naming the argument; tracers pass.
+
+Coupled L2 versus decoupled weight decay:
+
+- ``chain(add_decayed_weights(l), adam(lr))`` adds ``l * w`` to the gradient,
+  which Adam then rescales (coupled L2).
+- ``adamw(lr, weight_decay=l)`` adds ``l * w`` after Adam's rescaling
+  (decoupled); its default mask decays only leaves with ``ndim >= 2``.
+
+``chain``, ``apply_updates`` and ``clip_by_global_norm`` are optax's own,
+re-exported: they hold no optimizer math, and using them keeps every
+optimizer here interchangeable with optax's. ``funcnet.optim.torch`` holds
+presets with ``torch.optim``'s conventions.
+"""
+
+import optax
+
+from funcnet.optim import torch
+from funcnet.optim._optimizers import adam, adamw, rmsprop, sgd
+from funcnet.optim._transforms import (
+    AddDecayedWeightsState,
+    DampenedTraceState,
+    ScaleByAdamState,
+    ScaleByRmsState,
+    ScaleByRStdDevState,
+    ScaleByScheduleState,
+    TraceState,
+    add_decayed_weights,
+    dampened_trace,
+    default_weight_decay_mask,
+    scale_by_adam,
+    scale_by_learning_rate,
+    scale_by_rms,
+    scale_by_stddev,
+    trace,
+)
+
+chain = optax.chain
+apply_updates = optax.apply_updates
+clip_by_global_norm = optax.clip_by_global_norm
+
+__all__ = [
+    "AddDecayedWeightsState",
+    "DampenedTraceState",
+    "ScaleByAdamState",
+    "ScaleByRStdDevState",
+    "ScaleByRmsState",
+    "ScaleByScheduleState",
+    "TraceState",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "apply_updates",
+    "chain",
+    "clip_by_global_norm",
+    "dampened_trace",
+    "default_weight_decay_mask",
+    "rmsprop",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_stddev",
+    "sgd",
+    "torch",
+    "trace",
+]
