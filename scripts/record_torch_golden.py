@@ -1,0 +1,123 @@
+"""Record float64 ``torch.optim`` trajectories for funcnet's PyTorch presets.
+
+Aim: golden numbers that ``tests/test_optim_torch.py`` compares
+``funcnet.optim.torch`` against, without torch being needed by the tests.
+
+The problem is a small least-squares fit with a dense kernel ``W`` (3, 2) and a
+bias ``b`` (2,): ``L = 0.5 * mean_i ||x_i @ W + b - y_i||^2``. Its gradient is
+written out by hand (no autograd), so JAX reproduces it exactly. Every
+setting runs ``STEPS`` steps from the same start; the parameters are kept
+after the steps listed in ``RECORDED_STEPS``.
+
+Run (needs ``pip install torch==2.13.0``, the CPU build):
+
+    python scripts/record_torch_golden.py --out tests/golden/torch_optim.json
+"""
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+STEPS = 200
+RECORDED_STEPS = list(range(1, 11)) + list(range(20, STEPS + 1, 10))
+
+SETTINGS = {
+    "SGD": [
+        {"lr": 0.05},
+        {"lr": 0.05, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.5},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.1},
+    ],
+    "RMSprop": [
+        {"lr": 0.01},
+        {"lr": 0.01, "momentum": 0.9},
+        {"lr": 0.01, "centered": True},
+        {
+            "lr": 0.01,
+            "alpha": 0.9,
+            "eps": 1e-3,
+            "weight_decay": 0.1,
+            "momentum": 0.5,
+            "centered": True,
+        },
+    ],
+    "Adam": [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": [0.8, 0.99], "eps": 1e-3, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    ],
+    "AdamW": [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": [0.5, 0.9], "weight_decay": 0.1},
+    ],
+}
+
+
+def make_problem(seed: int = 0) -> dict:
+    """Inputs, targets and starting parameters, as nested lists of floats."""
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.normal(size=(8, 3)).tolist(),
+        "y": rng.normal(size=(8, 2)).tolist(),
+        "W": rng.normal(size=(3, 2)).tolist(),
+        "b": rng.normal(size=(2,)).tolist(),
+    }
+
+
+def gradients(x, y, W, b):
+    """Hand-written gradient of the mean squared error, in float64."""
+    residual = (x @ W + b - y) / x.shape[0]
+    return x.T @ residual, residual.sum(0)
+
+
+def trajectory(problem: dict, name: str, kwargs: dict) -> list:
+    """The flattened ``[W, b]`` after each recorded step of one setting."""
+    x, y = (torch.tensor(problem[k], dtype=torch.float64) for k in ("x", "y"))
+    W, b = (torch.tensor(problem[k], dtype=torch.float64) for k in ("W", "b"))
+    kwargs = {k: tuple(v) if k == "betas" else v for k, v in kwargs.items()}
+    optimizer = getattr(torch.optim, name)([W, b], **kwargs)
+    recorded = []
+    for step in range(1, STEPS + 1):
+        with torch.no_grad():
+            W.grad, b.grad = gradients(x, y, W, b)
+        optimizer.step()
+        if step in RECORDED_STEPS:
+            recorded.append(torch.cat([W.detach().ravel(), b.detach()]).tolist())
+    return recorded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="tests/golden/torch_optim.json")
+    parser.add_argument("--seed", type=int, default=0, help="problem seed")
+    args = parser.parse_args()
+
+    problem = make_problem(args.seed)
+    cases = [
+        {
+            "optimizer": name,
+            "kwargs": kwargs,
+            "params": trajectory(problem, name, kwargs),
+        }
+        for name, settings in SETTINGS.items()
+        for kwargs in settings
+    ]
+    golden = {
+        "torch_version": torch.__version__,
+        "dtype": "float64",
+        "steps": STEPS,
+        "recorded_steps": RECORDED_STEPS,
+        "problem": problem,
+        "cases": cases,
+    }
+    with open(args.out, "w") as f:
+        json.dump(golden, f, indent=1)
+        f.write("\n")
+    print(f"wrote {len(cases)} trajectories of {STEPS} steps to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
