@@ -23,6 +23,10 @@ import torch
 STEPS = 200
 RECORDED_STEPS = list(range(1, 11)) + list(range(20, STEPS + 1, 10))
 
+# Each setting is well conditioned over the 200 steps: a 1e-15 nudge of the
+# start moves the end by less than 1e-13. Near the minimum, centered RMSProp
+# with eps=1e-3 and Adam with betas=(0.5, 0.9) act like sign descent and
+# amplify rounding to 1e-5..1e-3 by step 200, in torch and in JAX alike.
 SETTINGS = {
     "SGD": [
         {"lr": 0.05},
@@ -38,7 +42,7 @@ SETTINGS = {
         {
             "lr": 0.01,
             "alpha": 0.9,
-            "eps": 1e-3,
+            "eps": 0.1,
             "weight_decay": 0.1,
             "momentum": 0.5,
             "centered": True,
@@ -51,7 +55,7 @@ SETTINGS = {
     ],
     "AdamW": [
         {"lr": 0.01},
-        {"lr": 0.01, "betas": [0.5, 0.9], "weight_decay": 0.1},
+        {"lr": 0.01, "betas": [0.8, 0.9], "eps": 1e-2, "weight_decay": 0.1},
     ],
 }
 
