@@ -51,6 +51,4 @@ def check_range(
             + ("]" if high_inclusive and high is not None else ")")
         )
         bad = values if values.ndim == 0 else values[~ok]
-        raise ValueError(
-            f"{name} must lie in {interval}; got {bad.tolist()}."
-        )
+        raise ValueError(f"{name} must lie in {interval}; got {bad.tolist()}.")
