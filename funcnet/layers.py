@@ -169,7 +169,8 @@ def Activation(activation: str | _activations.Activation) -> Layer:
 def serial(*layers: Layer, name: str = "serial") -> Layer:
     """Composes layers in order; the result is itself a :class:`Layer`.
 
-    Params, state and residuals are tuples with one entry per layer. The
+    Params, state and residuals are tuples with one entry per layer
+    (``state=None`` stands for a network whose layers keep no state). The
     forward ``key``, when given, is split into one key per layer.
     ``backward`` runs the layers in reverse; called with
     ``return_cotangents=True`` it also returns, per layer, the ``dL/dy`` it
@@ -195,6 +196,8 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
 
     def forward(params, state, x, *, key=None, train=True):
         _check_entries("params", params, layers)
+        if state is None:
+            state = ((),) * len(layers)
         _check_entries("state", state, layers)
         keys = [None] * len(layers)
         if key is not None:

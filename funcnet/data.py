@@ -1,0 +1,141 @@
+"""Bundled real data, splits, scaling and shuffled minibatches.
+
+Nothing is downloaded: :func:`load_digits` reads scikit-learn's bundled
+copy of the UCI handwritten digits (1,797 images of 8 x 8 pixels, 10
+classes), installed by the ``experiments`` extra.
+
+Example:
+    >>> from funcnet import data
+    >>> splits = data.load_digits()
+    >>> splits.train.x.shape, splits.val.x.shape, splits.test.x.shape
+    ((1078, 64), (359, 64), (360, 64))
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnet._typing import Array, PRNGKey
+
+
+class Dataset(NamedTuple):
+    """Inputs ``x`` of shape ``(n, features)`` and targets ``y`` of ``n`` rows."""
+
+    x: Array
+    y: Array
+
+
+class Splits(NamedTuple):
+    """A train / validation / test split."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+class Standardizer(NamedTuple):
+    """Per-feature ``(x - mean) / scale``, fitted on the training part."""
+
+    mean: Array
+    scale: Array
+
+    def __call__(self, x):
+        return (x - self.mean) / self.scale
+
+
+def fit_standardizer(x) -> Standardizer:
+    """Mean and standard deviation per feature; constant features get scale 1."""
+    x = np.asarray(x, np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    return Standardizer(mean, np.where(std > 0, std, 1.0))
+
+
+def split(x, y, fractions=(0.6, 0.2, 0.2), *, seed: int = 0) -> Splits:
+    """Shuffles once with ``seed`` and splits by ``fractions`` (train, val, test)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, val, test) "
+            f"summing to 1; got {fractions!r}."
+        )
+    if len(x) != len(y):
+        raise ValueError(
+            f"x and y must have the same number of rows; got {len(x)} and {len(y)}."
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_train = int(round(fractions[0] * len(x)))
+    n_val = int(round(fractions[1] * len(x)))
+    parts = np.split(order, [n_train, n_train + n_val])
+    return Splits(*(Dataset(x[idx], y[idx]) for idx in parts))
+
+
+def load_digits(
+    fractions=(0.6, 0.2, 0.2),
+    *,
+    seed: int = 0,
+    standardize: bool = True,
+    dtype=np.float32,
+) -> Splits:
+    """scikit-learn's bundled handwritten digits, split and standardized.
+
+    Args:
+        fractions: train, validation and test fractions.
+        seed: the seed of the one shuffle before splitting (fixed split).
+        standardize: scale each pixel by the training part's mean and
+            standard deviation.
+        dtype: the dtype of ``x``; labels ``y`` are ``int32`` in ``[0, 10)``.
+
+    Returns:
+        :class:`Splits` of numpy arrays.
+    """
+    try:
+        from sklearn.datasets import load_digits as _sklearn_digits
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "load_digits needs scikit-learn, which bundles the data set; install "
+            "it with: pip install 'funcnet[experiments]'"
+        ) from error
+    bunch = _sklearn_digits()
+    splits = split(bunch.data, bunch.target.astype(np.int32), fractions, seed=seed)
+    if standardize:
+        scaler = fit_standardizer(splits.train.x)
+        splits = Splits(*(Dataset(scaler(s.x), s.y) for s in splits))
+    return Splits(*(Dataset(s.x.astype(dtype), s.y) for s in splits))
+
+
+def batch_indices(key: PRNGKey, n: int, batch_size: int | None) -> tuple[Array, Array]:
+    """A shuffled epoch as ``(indices, mask)`` of shape ``(steps, batch_size)``.
+
+    The last, shorter batch is padded (with index 0) to ``batch_size`` and
+    masked out, so every step has one shape: one compilation, and a loss
+    weighted by ``mask`` that counts each real example once.
+    ``batch_size=None`` means full batch: one step over all ``n`` examples.
+    """
+    if batch_size is None:
+        batch_size = n
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"batch_size must be a positive integer or None; got {batch_size!r}."
+        )
+    steps = -(-n // batch_size)
+    order = jax.random.permutation(key, n)
+    padded = jnp.concatenate([order, jnp.zeros(steps * batch_size - n, order.dtype)])
+    mask = (jnp.arange(steps * batch_size) < n).astype(jnp.float32)
+    return padded.reshape(steps, batch_size), mask.reshape(steps, batch_size)
+
+
+__all__ = [
+    "Dataset",
+    "Splits",
+    "Standardizer",
+    "batch_indices",
+    "fit_standardizer",
+    "load_digits",
+    "split",
+]
