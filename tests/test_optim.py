@@ -446,3 +446,11 @@ def test_tracers_pass_unchecked():
 
     assert float(step(-0.1, 0.9)[0]) == pytest.approx(0.1, rel=1e-5)
     assert jnp.isfinite(step(0.1, 1.0)[0]) == jnp.bool_(False)
+
+
+def test_clip_by_global_norm_is_optax_and_chains():
+    # g = [3, 4] has norm 5; clipped to norm 1 it is [0.6, 0.8].
+    assert optim.clip_by_global_norm is optax.clip_by_global_norm
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(1.0))
+    updates, _ = opt.update(jnp.array([3.0, 4.0]), opt.init(jnp.zeros(2)))
+    np.testing.assert_allclose(updates, [-0.6, -0.8], rtol=1e-6)
