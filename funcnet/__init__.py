@@ -1,3 +1,48 @@
-"""funcnet: a functional JAX training framework with hand-written gradients."""
+"""funcnet: a functional JAX training framework with hand-written gradients.
+
+A network is a :class:`~funcnet.layers.Layer`: pure ``init``, ``forward``
+and a hand-written ``backward``. Its parameters are a pytree. Its gradient
+is computed twice on purpose, by the delta rule
+(:func:`~funcnet.grad.manual_value_and_grad`) and by ``jax.grad``
+(:func:`~funcnet.grad.autodiff_value_and_grad`), and the two agree.
+
+Submodules: :mod:`~funcnet.activations`, :mod:`~funcnet.data`,
+:mod:`~funcnet.grad`, :mod:`~funcnet.initializers`, :mod:`~funcnet.layers`,
+:mod:`~funcnet.losses`, :mod:`~funcnet.optim`, :mod:`~funcnet.train`.
+"""
+
+from funcnet import activations as activations
+from funcnet import data as data
+from funcnet import grad as grad
+from funcnet import initializers as initializers
+from funcnet import layers as layers
+from funcnet import losses as losses
+from funcnet import optim as optim
+from funcnet import train as train
+from funcnet.grad import (
+    autodiff_value_and_grad as autodiff_value_and_grad,
+)
+from funcnet.grad import (
+    manual_value_and_grad as manual_value_and_grad,
+)
+from funcnet.layers import Layer as Layer
+from funcnet.layers import mlp as mlp
+from funcnet.layers import serial as serial
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "activations",
+    "autodiff_value_and_grad",
+    "data",
+    "grad",
+    "initializers",
+    "layers",
+    "losses",
+    "manual_value_and_grad",
+    "mlp",
+    "optim",
+    "serial",
+    "train",
+]
