@@ -13,6 +13,12 @@ the shape of ``jax.value_and_grad(..., has_aux=True)``, with ``grads``
 structured like ``params``. Both are pure and jit-able, and
 :func:`check_gradients` compares them leaf by leaf.
 
+Both take ``l2=`` (L2 weight decay in the loss, see
+:mod:`funcnet.regularizers`): the manual one adds ``l2 * W`` to the data
+gradient by hand, the autodiff one differentiates ``loss + 0.5 * l2 *
+sum(W ** 2)``. :func:`deltas` returns the delta ``dL/dz`` of every
+``Dense`` layer, for traces and diagnostics.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from funcnet import grad, layers, losses
@@ -33,6 +39,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from funcnet import regularizers
+from funcnet._checks import check_range, concrete_values
 from funcnet.layers import Layer
 from funcnet.losses import Loss
 
@@ -44,18 +52,32 @@ class Aux(NamedTuple):
     state: Any
 
 
-def manual_value_and_grad(network: Layer, loss: Loss) -> Callable:
+def manual_value_and_grad(
+    network: Layer, loss: Loss, *, l2=0.0, l2_mask: Any = None
+) -> Callable:
     """Loss and gradient by the hand-written backward pass (the delta rule).
+
+    With ``l2 = lambda > 0`` the returned loss is ``L_data + 0.5 * lambda *
+    sum(W ** 2)`` and ``lambda * W`` is summed into the data gradient of
+    each masked leaf (:func:`funcnet.regularizers.l2_grad`).
 
     Args:
         network: a :class:`~funcnet.layers.Layer`, usually from ``mlp``.
         loss: a :class:`~funcnet.losses.Loss`; its ``grad`` gives the output
             delta.
+        l2: the L2 strength ``lambda``, at least 0; may be an array or a
+            tracer (a swept hyperparameter). A concrete 0 adds nothing.
+        l2_mask: which leaves are penalised: ``None`` for those with
+            ``ndim >= 2`` (kernels, not biases or batch-norm scale and
+            shift), a pytree of bools shaped like ``params``, or a callable
+            ``params -> such a pytree``.
 
     Returns:
         ``fn(params, state, x, targets, *, key=None, train=True, mask=None)
         -> ((loss, Aux(outputs, state)), grads)``.
     """
+    check_range("l2", l2, 0.0)
+    penalised = _uses_l2(l2)
 
     def value_and_grad(params, state, x, targets, *, key=None, train=True, mask=None):
         outputs, new_state, residuals = network.forward(
@@ -65,20 +87,32 @@ def manual_value_and_grad(network: Layer, loss: Loss) -> Callable:
 
         delta = loss.grad(outputs, targets, mask)
         grads, _ = network.backward(params, residuals, delta)
+        if penalised:
+            value = value + regularizers.l2_penalty(params, l2, l2_mask)
+            decay = regularizers.l2_grad(params, l2, l2_mask)
+            grads = jax.tree.map(lambda g, d: g + d, grads, decay)
         return (value, Aux(outputs, new_state)), grads
 
     return value_and_grad
 
 
-def autodiff_value_and_grad(network: Layer, loss: Loss) -> Callable:
+def autodiff_value_and_grad(
+    network: Layer, loss: Loss, *, l2=0.0, l2_mask: Any = None
+) -> Callable:
     """The autodiff twin of :func:`manual_value_and_grad`, by ``jax.value_and_grad``.
 
-    Same arguments and return value; the backward pass is JAX's.
+    Same arguments and return value; the backward pass is JAX's, and the L2
+    gradient is ``jax.grad`` of ``0.5 * l2 * sum(W ** 2)``.
     """
+    check_range("l2", l2, 0.0)
+    penalised = _uses_l2(l2)
 
     def objective(params, state, x, targets, key, train, mask):
         outputs, new_state, _ = network.forward(params, state, x, key=key, train=train)
-        return loss(outputs, targets, mask), Aux(outputs, new_state)
+        value = loss(outputs, targets, mask)
+        if penalised:
+            value = value + regularizers.l2_penalty(params, l2, l2_mask)
+        return value, Aux(outputs, new_state)
 
     objective_and_grad = jax.value_and_grad(objective, has_aux=True)
 
@@ -88,16 +122,31 @@ def autodiff_value_and_grad(network: Layer, loss: Loss) -> Callable:
     return value_and_grad
 
 
-def value_and_grad(network: Layer, loss: Loss, *, mode: str = "manual") -> Callable:
+def _uses_l2(l2) -> bool:
+    """False only for a concrete strength of exactly 0."""
+    values = concrete_values(l2)
+    return values is None or bool(np.any(values != 0))
+
+
+def value_and_grad(
+    network: Layer,
+    loss: Loss,
+    *,
+    mode: str = "manual",
+    l2=0.0,
+    l2_mask: Any = None,
+) -> Callable:
     """:func:`manual_value_and_grad` or :func:`autodiff_value_and_grad` by name.
 
     Args:
         mode: ``"manual"`` (the hand-written backward) or ``"autodiff"``.
+        l2: the L2 strength, passed on.
+        l2_mask: the L2 mask, passed on.
     """
     if mode == "manual":
-        return manual_value_and_grad(network, loss)
+        return manual_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
     if mode == "autodiff":
-        return autodiff_value_and_grad(network, loss)
+        return autodiff_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
     raise ValueError(f"mode must be 'manual' or 'autodiff'; got {mode!r}.")
 
 
@@ -111,8 +160,13 @@ def check_gradients(
     *,
     key=None,
     train=True,
+    l2=0.0,
+    l2_mask: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Compares the manual gradient with ``jax.grad``, leaf by leaf.
+
+    ``key`` and ``train`` go to both forward passes (the same dropout mask on
+    both sides); ``l2`` and ``l2_mask`` to both value-and-grad functions.
 
     Returns:
         A dict from each parameter leaf's path (such as ``"[0]['W']"``) to
@@ -122,8 +176,11 @@ def check_gradients(
         weights of a dead relu unit, do not divide by zero).
     """
     args = (params, state, x, targets)
-    _, manual = manual_value_and_grad(network, loss)(*args, key=key, train=train)
-    _, auto = autodiff_value_and_grad(network, loss)(*args, key=key, train=train)
+    options = {"l2": l2, "l2_mask": l2_mask}
+    manual_fn = manual_value_and_grad(network, loss, **options)
+    auto_fn = autodiff_value_and_grad(network, loss, **options)
+    _, manual = manual_fn(*args, key=key, train=train)
+    _, auto = auto_fn(*args, key=key, train=train)
 
     report = {}
     flat_manual = jax.tree_util.tree_flatten_with_path(manual)[0]
@@ -138,10 +195,64 @@ def check_gradients(
     return report
 
 
+def deltas(network: Layer, loss: Loss) -> Callable:
+    """The delta ``dL/dz`` of every ``Dense`` layer, from the manual backward.
+
+    ``z = a_prev @ W + b`` is a Dense layer's output, so its delta is the
+    ``dL/dy`` that :func:`~funcnet.layers.serial`'s backward hands it
+    (``return_cotangents=True``): ``delta_L = dL/dz_L`` at the output and
+    ``delta_l = (delta_{l+1} @ W_{l+1}.T) * f'(z_l)`` below it (with
+    batch norm or dropout in between, their backward sits in the chain).
+    L2 decay adds to ``dW``, not to ``z``, so it does not change the deltas.
+
+    Args:
+        network: a :func:`~funcnet.layers.serial` network such as ``mlp``'s;
+            only its own layers are searched, not nested ``serial`` ones.
+        loss: the :class:`~funcnet.losses.Loss` whose gradient starts the
+            backward pass.
+
+    Returns:
+        ``fn(params, state, x, targets, *, key=None, train=True, mask=None)
+        -> tuple`` of one ``(batch, n_out)`` array per Dense layer, input
+        side first.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import grad, layers, losses
+        >>> net = layers.mlp([2, 3, 1], "tanh")
+        >>> _, params, state = net.init(jax.random.key(0))
+        >>> d = grad.deltas(net, losses.mse)(
+        ...     params, state, jnp.ones((4, 2)), jnp.zeros((4, 1)))
+        >>> [delta.shape for delta in d]
+        [(4, 3), (4, 1)]
+    """
+    dense = [
+        i
+        for i, layer in enumerate(network.sublayers)
+        if layer.name.startswith("Dense(")
+    ]
+    if not dense:
+        raise ValueError(
+            f"deltas needs a serial network with Dense layers (such as mlp's); "
+            f"{network.name!r} has none among its sublayers."
+        )
+
+    def delta_fn(params, state, x, targets, *, key=None, train=True, mask=None):
+        outputs, _, residuals = network.forward(params, state, x, key=key, train=train)
+        dy = loss.grad(outputs, targets, mask)
+        _, _, cotangents = network.backward(
+            params, residuals, dy, return_cotangents=True
+        )
+        return tuple(cotangents[i] for i in dense)
+
+    return delta_fn
+
+
 __all__ = [
     "Aux",
     "autodiff_value_and_grad",
     "check_gradients",
+    "deltas",
     "manual_value_and_grad",
     "value_and_grad",
 ]
