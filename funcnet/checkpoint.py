@@ -1,0 +1,315 @@
+"""Atomic save and exact restore of a pytree, such as a training state.
+
+A checkpoint is one ``.npz`` file: each leaf is stored under its path
+(:func:`jax.tree_util.keystr`, such as ``".opt_state[0].mu[0]['W']"``), and a
+JSON header records the format version, every leaf's path, shape and dtype,
+the tree's structure, a SHA-256 of the leaves' bytes and the caller's
+``metadata``. PRNG keys are stored as their raw ``uint32`` data with the name
+of their implementation, and come back as typed keys.
+
+:func:`save` writes to a temporary file in the same folder, flushes and
+``fsync``\\ s it, then renames it over the target with :func:`os.replace`
+(atomic on POSIX and Windows), so a process killed during a save leaves the
+previous checkpoint whole. :func:`restore` loads into the structure of a
+``template`` built fresh by the caller (tuples stay tuples, optimizer
+``NamedTuple``\\ s stay themselves); a leaf whose path, shape or dtype differs
+is named in the error, and a truncated or corrupted file raises
+:class:`CheckpointError`.
+
+Why not orbax-checkpoint: it is the standard for multi-host, sharded and
+asynchronous saves, none of which a single-process CPU or one-GPU run needs;
+it would be a heavy dependency (tensorstore and friends) for a few hundred
+kilobytes of state, and this format checks the whole tree structure, every
+shape and dtype against the template, and a checksum, in one small module
+whose files numpy alone can read.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> import jax.numpy as jnp
+    >>> from funcnet import checkpoint
+    >>> tree = {"w": jnp.arange(3.0), "step": jnp.int32(7)}
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ckpt.npz"
+    >>> _ = checkpoint.save(path, tree, metadata={"epoch": 2})
+    >>> restored, metadata = checkpoint.restore(path, tree)
+    >>> restored["w"].tolist(), int(restored["step"]), metadata["epoch"]
+    ([0.0, 1.0, 2.0], 7, 2)
+"""
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import tempfile
+import zipfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "funcnet-checkpoint"
+VERSION = 1
+_HEADER = "__header__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read: missing, truncated or corrupted."""
+
+
+def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
+    """Writes ``tree`` (and JSON-able ``metadata``) to ``path``, atomically.
+
+    Args:
+        path: the file to write (conventionally ending in ``.npz``); its
+            folder is created when missing.
+        tree: a pytree of arrays, numbers and PRNG keys.
+        metadata: a JSON-serializable dict stored beside the arrays (the
+            epoch, the history, ...); :func:`restore` returns it.
+
+    Returns:
+        The path written, as a :class:`pathlib.Path`.
+
+    Example:
+        >>> import tempfile, pathlib, jax
+        >>> from funcnet import checkpoint
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> checkpoint.save(folder / "k.npz", {"key": jax.random.key(0)}).name
+        'k.npz'
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"path must be a file to write, not a folder; got {str(path)!r}. "
+            f"Name a file inside it, such as {str(path / 'checkpoint.npz')!r}."
+        )
+    metadata = {} if metadata is None else dict(metadata)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+
+    arrays, entries = {}, []
+    digest = hashlib.sha256()
+    for i, (key_path, leaf) in enumerate(leaves):
+        data, entry = _encode(leaf)
+        entry["path"] = jax.tree_util.keystr(key_path)
+        entries.append(entry)
+        arrays[f"leaf_{i}"] = data
+        digest.update(np.ascontiguousarray(data).tobytes())
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "treedef": str(treedef),
+        "leaves": entries,
+        "sha256": digest.hexdigest(),
+        "metadata": metadata,
+    }
+    header_bytes = json.dumps(header).encode()
+    arrays[_HEADER] = np.frombuffer(header_bytes, np.uint8)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as file:
+            _write_npz(file, arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def restore(path, template) -> tuple[Any, dict[str, Any]]:
+    """Loads the checkpoint at ``path`` into the structure of ``template``.
+
+    Args:
+        path: a file written by :func:`save`.
+        template: a pytree with the structure, shapes and dtypes expected
+            (build it fresh, e.g. by the same ``init`` calls as the saved
+            run); only its structure and leaf types are used.
+
+    Returns:
+        ``(tree, metadata)``: ``tree`` has ``template``'s exact structure
+        with the saved values as JAX arrays (PRNG keys as typed keys), and
+        ``metadata`` is the dict given to :func:`save`.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupted, or not
+            a funcnet checkpoint.
+        ValueError: the saved tree does not match ``template``; the message
+            names the first leaf path that differs, in structure, shape or
+            dtype.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> import jax.numpy as jnp
+        >>> from funcnet import checkpoint
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.npz"
+        >>> _ = checkpoint.save(path, (jnp.zeros(2),))
+        >>> checkpoint.restore(path, [jnp.zeros(2)])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: checkpoint ... has the structure ...
+    """
+    path = pathlib.Path(path)
+    header, arrays = _read(path)
+    saved = header["leaves"]
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    paths = [jax.tree_util.keystr(p) for p, _ in leaves]
+
+    saved_paths = [entry["path"] for entry in saved]
+    if paths != saved_paths:
+        raise ValueError(_path_mismatch(path, saved_paths, paths))
+    if header["treedef"] != str(treedef):
+        raise ValueError(
+            f"checkpoint {str(path)!r} has the structure {header['treedef']}, "
+            f"but the template has {treedef}; the leaf paths agree, so the "
+            f"containers differ (a list for a tuple, another NamedTuple class)."
+        )
+
+    values = []
+    for entry, leaf, data in zip(saved, (leaf for _, leaf in leaves), arrays):
+        values.append(_decode(path, entry, leaf, data))
+    return jax.tree_util.tree_unflatten(treedef, values), header["metadata"]
+
+
+def read_metadata(path) -> dict[str, Any]:
+    """The ``metadata`` dict saved with the checkpoint at ``path``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from funcnet import checkpoint
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.npz"
+        >>> _ = checkpoint.save(path, {}, metadata={"epoch": 3})
+        >>> checkpoint.read_metadata(path)
+        {'epoch': 3}
+    """
+    header, _ = _read(pathlib.Path(path))
+    return header["metadata"]
+
+
+# encoding
+
+
+def _is_key(leaf) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _encode(leaf):
+    if _is_key(leaf):
+        data = np.asarray(jax.random.key_data(leaf))
+        impl = str(jax.random.key_impl(leaf))
+        return data, {"shape": list(leaf.shape), "dtype": "key", "key_impl": impl}
+    data = np.asarray(leaf)
+    return data, {"shape": list(data.shape), "dtype": data.dtype.name}
+
+
+def _decode(path, entry, leaf, data):
+    name = entry["path"]
+    if entry["dtype"] == "key":
+        if not _is_key(leaf):
+            raise ValueError(
+                f"leaf {name} of checkpoint {str(path)!r} is a PRNG key, but "
+                f"the template's leaf is not (dtype {_dtype_name(leaf)})."
+            )
+        value = jax.random.wrap_key_data(jnp.asarray(data), impl=entry["key_impl"])
+    else:
+        if _is_key(leaf):
+            raise ValueError(
+                f"leaf {name} of the template is a PRNG key, but checkpoint "
+                f"{str(path)!r} holds an array of dtype {entry['dtype']} there."
+            )
+        if entry["dtype"] != _dtype_name(leaf):
+            raise ValueError(
+                f"leaf {name} of checkpoint {str(path)!r} has dtype "
+                f"{entry['dtype']}, but the template expects {_dtype_name(leaf)}."
+            )
+        value = jnp.asarray(data)
+    template_shape = tuple(np.shape(leaf))
+    if tuple(entry["shape"]) != template_shape:
+        raise ValueError(
+            f"leaf {name} of checkpoint {str(path)!r} has shape "
+            f"{tuple(entry['shape'])}, but the template expects {template_shape}."
+        )
+    return value
+
+
+def _dtype_name(leaf) -> str:
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(leaf).dtype
+    return np.dtype(dtype).name
+
+
+def _path_mismatch(path, saved, expected) -> str:
+    missing = [p for p in expected if p not in saved]
+    extra = [p for p in saved if p not in expected]
+    if missing:
+        detail = f"the template's leaf {missing[0]} is not in the checkpoint"
+    elif extra:
+        detail = f"the checkpoint's leaf {extra[0]} is not in the template"
+    else:
+        first = next(i for i, (s, e) in enumerate(zip(saved, expected)) if s != e)
+        detail = (
+            f"leaf {first} is {saved[first]} in the checkpoint but "
+            f"{expected[first]} in the template"
+        )
+    return (
+        f"checkpoint {str(path)!r} does not match the template's structure: "
+        f"{detail} ({len(saved)} leaves saved, {len(expected)} expected)."
+    )
+
+
+# files
+
+
+def _write_npz(file, arrays) -> None:
+    np.savez(file, **arrays)
+
+
+def _fsync_folder(folder) -> None:
+    if os.name != "posix":  # pragma: no cover - Windows cannot open folders
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(path):
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {str(path)!r}.")
+    try:
+        content = path.read_bytes()
+        with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+            header = json.loads(bytes(npz[_HEADER]).decode())
+            count = len(header["leaves"])
+            arrays = [npz[f"leaf_{i}"] for i in range(count)]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupted and cannot be "
+            f"read ({type(error).__name__}: {error})."
+        ) from error
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} is not a {FORMAT} version {VERSION} file; its header "
+            f"says format {header.get('format')!r}, version {header.get('version')!r}."
+        )
+    digest = hashlib.sha256()
+    for data in arrays:
+        digest.update(np.ascontiguousarray(data).tobytes())
+    if digest.hexdigest() != header["sha256"]:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupted: the SHA-256 of its arrays "
+            f"does not match the one recorded when it was saved."
+        )
+    return header, arrays
+
+
+__all__ = ["CheckpointError", "read_metadata", "restore", "save"]
