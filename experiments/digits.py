@@ -6,8 +6,15 @@ autodiff would, and that they equal ``jax.grad`` before and after training.
 
     python experiments/digits.py --epochs 20 --seed 0
 
-Prints a line per epoch, the gradient check, the test accuracy and the wall
-time; writes ``<out>/digits-<seed>.json`` and ``<out>/digits-<seed>.png``.
+Trains with ``train.fit``: one compiled scan per epoch, early stopping on
+the validation loss (the best epoch's params are the ones tested), a
+progress bar (``--no-progress`` prints a line per epoch instead), and a
+checkpoint in ``<out>/digits-<seed>-ckpt/`` (every ``--checkpoint-every``
+epochs and at the end) that ``--resume`` continues from exactly.
+
+Prints the gradient check, the test accuracy and the wall time; writes
+``<out>/digits-<seed>.json`` (config, history, test, gradient check, wall
+time) and ``<out>/digits-<seed>.png`` (the history).
 """
 
 import argparse
@@ -17,6 +24,7 @@ import time
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from funcnet import data, grad, layers, losses, optim, train
 
@@ -41,6 +49,26 @@ def parse_args(argv=None):
         help="hand-written backward pass or jax.grad",
     )
     parser.add_argument("--seed", type=int, default=0, help="init and shuffle seed")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="early stopping: epochs without a lower validation loss (default: 5)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="a line per epoch, no progress bar"
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="save a checkpoint every N epochs (always at the end)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint of an earlier run with the same seed",
+    )
     parser.add_argument("--out", default="runs", help="folder for the JSON and plot")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     return parser.parse_args(argv)
@@ -60,7 +88,7 @@ def print_check(title, check):
         print(f"  {path:10s} {rel:.2e}")
 
 
-def plot(history, path):
+def plot(history, path, best_epoch):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,6 +103,7 @@ def plot(history, path):
     ax_acc.plot(epochs, history["val_accuracy"], label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.axvline(best_epoch, color="gray", linestyle=":", label="best epoch")
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle("funcnet MLP on the handwritten digits")
@@ -99,44 +128,55 @@ def main(argv=None):
 
     # model
     net = layers.mlp(sizes, args.activation)
-    init_key, shuffle_key = jax.random.split(jax.random.key(args.seed))
-    _, params, _ = net.init(init_key)
     loss = losses.softmax_cross_entropy
     optimizer = optim.adam(args.lr)
+    train_state = train.init_train_state(net, optimizer, key=jax.random.key(args.seed))
+    params = train_state.params
     check_batch = train.Batch(splits.train.x[:128], splits.train.y[:128])
     check_before = gradient_check(net, params, check_batch)
     print_check("before training", check_before)
 
     # train
-    history = {"val_loss": [], "val_accuracy": []}
+    out = pathlib.Path(args.out)
+    write = print if args.no_progress else tqdm.write
 
-    def report(epoch, metrics, params):
-        val = train.evaluate(net, loss, params, splits.val.x, splits.val.y)
-        history["val_loss"].append(val["loss"])
-        history["val_accuracy"].append(val["accuracy"])
-        print(
-            f"epoch {epoch + 1:3d}  loss {metrics['loss']:.4f}  "
-            f"train acc {metrics['accuracy']:.4f}  "
-            f"val loss {val['loss']:.4f}  val acc {val['accuracy']:.4f}"
+    def report(epoch, logs, train_state):
+        write(
+            f"epoch {epoch:3d}  loss {logs['loss']:.4f}  "
+            f"train acc {logs['accuracy']:.4f}  "
+            f"val loss {logs['val_loss']:.4f}  val acc {logs['val_accuracy']:.4f}"
         )
 
-    params, _, train_history = train.train_epochs(
+    result = train.fit(
         net,
         loss,
         optimizer,
-        params,
-        splits.train.x,
-        splits.train.y,
-        key=shuffle_key,
+        splits.train,
+        splits.val,
         epochs=args.epochs,
+        train_state=train_state,
         batch_size=args.batch_size,
         mode=args.grad,
+        early_stopping=train.EarlyStopping("val_loss", patience=args.patience),
+        checkpoint_dir=out / f"digits-{args.seed}-ckpt",
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        progress=not args.no_progress,
         callback=report,
     )
-    history |= {k: v.tolist() for k, v in train_history.items()}
+    params = result.best_params
+    history = {k: v.tolist() for k, v in result.history.items()}
+    stopped = (
+        f"early stopping after epoch {result.stopped_epoch}"
+        if result.stopped_epoch
+        else f"ran {len(history['loss'])} epochs"
+    )
+    print(f"{stopped}; testing the params of epoch {result.best_epoch}")
 
     # evaluate
-    test = train.evaluate(net, loss, params, splits.test.x, splits.test.y)
+    test = train.evaluate(
+        net, loss, params, splits.test.x, splits.test.y, state=result.best_state
+    )
     check_after = gradient_check(net, params, check_batch)
     print_check("after training", check_after)
     wall = time.perf_counter() - start
@@ -146,12 +186,13 @@ def main(argv=None):
     )
 
     # record
-    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"digits-{args.seed}"
     record_json = {
         "config": vars(args) | {"sizes": sizes},
         "history": history,
+        "best_epoch": result.best_epoch,
+        "stopped_epoch": result.stopped_epoch,
         "test": test,
         "gradient_check": {"before": check_before, "after": check_after},
         "wall_time_s": wall,
@@ -160,7 +201,7 @@ def main(argv=None):
     }
     stem.with_suffix(".json").write_text(json.dumps(record_json, indent=2))
     if not args.no_plot:
-        plot(history, stem.with_suffix(".png"))
+        plot(history, stem.with_suffix(".png"), result.best_epoch)
     print(f"wrote {stem}.json" + ("" if args.no_plot else f" and {stem}.png"))
     return record_json
 
