@@ -40,7 +40,7 @@ import io
 import json
 import os
 import pathlib
-import tempfile
+import secrets
 import zipfile
 from typing import Any
 
@@ -106,9 +106,8 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
     arrays[_HEADER] = np.frombuffer(header_bytes, np.uint8)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
             _write_npz(file, arrays)
