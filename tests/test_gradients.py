@@ -79,6 +79,63 @@ def test_manual_equals_autodiff(
     assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(manual))
 
 
+# (mlp options, l2 strength, hidden activation): every new layer, alone and
+# together, each run in training and in evaluation mode.
+REGULARIZED = {
+    "dropout": ({"dropout": 0.3}, 0.0, "relu"),
+    "batch_norm": ({"batch_norm": True}, 0.0, "tanh"),
+    "dropout_array_rate_batch_norm": (
+        {"dropout": 0.25, "batch_norm": True},
+        0.0,
+        "sigmoid",
+    ),
+    "l2": ({}, 0.05, "softplus"),
+    "all": ({"dropout": 0.2, "batch_norm": True}, 0.05, "leaky_relu"),
+}
+REGULARIZED_HEADS = [HEADS[1], HEADS[6]]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("variant", list(REGULARIZED))
+@pytest.mark.parametrize(
+    "loss_name,width,output_activation,kind",
+    REGULARIZED_HEADS,
+    ids=[f"{h[0]}-{h[1]}-{h[3]}" for h in REGULARIZED_HEADS],
+)
+def test_regularized_manual_equals_autodiff(
+    key, dtype, variant, train, loss_name, width, output_activation, kind
+):
+    options, l2, activation = REGULARIZED[variant]
+    if "array_rate" in variant:
+        options = {**options, "dropout": jnp.asarray(options["dropout"], dtype)}
+    sizes = ARCHITECTURES["three_hidden"] + [width]
+    net = layers.mlp(sizes, activation, dtype=dtype, **options)
+    loss = losses.get(loss_name)
+    init_key, x_key, t_key, drop_key = jax.random.split(key, 4)
+    _, params, state = net.init(init_key)
+    x = jax.random.normal(x_key, (8, sizes[0]), dtype)
+    targets = make_targets(t_key, kind, 8, width, dtype)
+    if not train:
+        # Evaluate with running statistics that one training step has moved.
+        state = net.forward(params, state, 2 * x + 1, key=drop_key)[1]
+
+    args = (params, state, x, targets)
+    (manual_value, manual_aux), manual = grad.manual_value_and_grad(net, loss, l2=l2)(
+        *args, key=drop_key, train=train
+    )
+    (auto_value, auto_aux), auto = grad.autodiff_value_and_grad(net, loss, l2=l2)(
+        *args, key=drop_key, train=train
+    )
+
+    rtol = RTOL[jnp.dtype(dtype).name]
+    np.testing.assert_allclose(manual_value, auto_value, rtol=rtol)
+    assert_trees_close(manual_aux.state, auto_aux.state, rtol)
+    assert_trees_close(manual, auto, rtol)
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(manual))
+    if not train:
+        assert_trees_close(manual_aux.state, state, 0.0)
+
+
 def test_both_jit_and_agree_under_jit(key):
     net = layers.mlp([4, 8, 3], "tanh")
     loss = losses.softmax_cross_entropy
