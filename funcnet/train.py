@@ -610,6 +610,16 @@ def fit(
         _check_positive_int("checkpoint_every", checkpoint_every, "or None")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir, the folder to resume from.")
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError(
+            f"checkpoint_every={checkpoint_every} needs checkpoint_dir, the folder "
+            f"to save in; got checkpoint_dir=None."
+        )
+    if key is not None and not isinstance(key, jax.Array):
+        raise ValueError(
+            f"key must be a JAX PRNG key such as jax.random.key(0); got "
+            f"{type(key).__name__}: {key!r}."
+        )
     x, y = _stage("train_data", train_data)
     if val_data is not None:
         val_x, val_y = _stage("val_data", val_data)

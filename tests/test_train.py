@@ -383,5 +383,9 @@ def test_fit_validation_messages(dataset, key):
         _fit(dataset, early_stopping=train.EarlyStopping())
     with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
         _fit(dataset, resume=True)
+    with pytest.raises(ValueError, match="checkpoint_every=2 needs checkpoint_dir"):
+        _fit(dataset, checkpoint_every=2)
+    with pytest.raises(ValueError, match="key must be a JAX PRNG key.*got int: 0"):
+        _fit(dataset, key=0)
     with pytest.raises(ValueError, match="train_data must be a pair"):
         _fit(dataset[0])
