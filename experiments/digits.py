@@ -39,6 +39,18 @@ def parse_args(argv=None):
         help="hidden layer widths (default: 128 64)",
     )
     parser.add_argument("--activation", default="relu", help="hidden activation")
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="dropout rate after every hidden activation (default: none)",
+    )
+    parser.add_argument(
+        "--batch-norm",
+        action="store_true",
+        help="batch norm before every hidden activation (drops the last short batch)",
+    )
     parser.add_argument("--epochs", type=int, default=20, help="passes over the data")
     parser.add_argument("--batch-size", type=int, default=32, help="minibatch size")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -74,10 +86,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def gradient_check(net, params, batch):
-    """Largest relative difference, manual vs jax.grad, per parameter leaf."""
+def gradient_check(net, params, state, batch, key):
+    """Largest relative difference, manual vs jax.grad, per parameter leaf.
+
+    In training mode, with one dropout key on both sides.
+    """
     report = grad.check_gradients(
-        net, losses.softmax_cross_entropy, params, None, batch.x, batch.y
+        net, losses.softmax_cross_entropy, params, state, batch.x, batch.y, key=key
     )
     return {path: r["max_rel"] for path, r in report.items()}
 
@@ -123,17 +138,23 @@ def main(argv=None):
     print(
         f"digits: {len(splits.train.x)} train, {len(splits.val.x)} validation, "
         f"{len(splits.test.x)} test; mlp {sizes} {args.activation}, "
-        f"Adam lr {args.lr}, batch {args.batch_size}, {args.grad} gradients"
+        f"Adam lr {args.lr}, batch {args.batch_size}, {args.grad} gradients, "
+        f"dropout {args.dropout}, batch norm {args.batch_norm}"
     )
 
     # model
-    net = layers.mlp(sizes, args.activation)
+    net = layers.mlp(
+        sizes, args.activation, dropout=args.dropout, batch_norm=args.batch_norm
+    )
     loss = losses.softmax_cross_entropy
     optimizer = optim.adam(args.lr)
     train_state = train.init_train_state(net, optimizer, key=jax.random.key(args.seed))
     params = train_state.params
     check_batch = train.Batch(splits.train.x[:128], splits.train.y[:128])
-    check_before = gradient_check(net, params, check_batch)
+    check_key = jax.random.key(args.seed + 1)
+    check_before = gradient_check(
+        net, params, train_state.state, check_batch, check_key
+    )
     print_check("before training", check_before)
 
     # train
@@ -157,6 +178,7 @@ def main(argv=None):
         train_state=train_state,
         batch_size=args.batch_size,
         mode=args.grad,
+        drop_last=args.batch_norm,
         early_stopping=train.EarlyStopping("val_loss", patience=args.patience),
         checkpoint_dir=out / f"digits-{args.seed}-ckpt",
         checkpoint_every=args.checkpoint_every,
@@ -177,7 +199,7 @@ def main(argv=None):
     test = train.evaluate(
         net, loss, params, splits.test.x, splits.test.y, state=result.best_state
     )
-    check_after = gradient_check(net, params, check_batch)
+    check_after = gradient_check(net, params, result.best_state, check_batch, check_key)
     print_check("after training", check_after)
     wall = time.perf_counter() - start
     print(
