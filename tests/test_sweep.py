@@ -1,0 +1,206 @@
+"""Sweeps: every member equals its own run, in one compilation."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcnet import data, layers, losses, optim, sweep
+from tests._oracles import assert_trees_close
+
+
+@pytest.fixture(scope="module")
+def digits():
+    splits = data.load_digits()
+    # A subset keeps each compiled sweep small and the tests quick.
+    return data.Splits(
+        data.Dataset(splits.train.x[:256], splits.train.y[:256]),
+        data.Dataset(splits.val.x[:128], splits.val.y[:128]),
+        data.Dataset(splits.test.x[:128], splits.test.y[:128]),
+    )
+
+
+def sgd_of(hp):
+    return optim.sgd(hp["learning_rate"])
+
+
+def test_closed_form_quadratic_in_one_compilation():
+    # L(w) = 0.5 (w - 3)^2 from w = 0; w_t = 3 (1 - (1 - lr)^t).
+    net = layers.Dense(1, W_init="zeros", use_bias=False)
+    x, t = np.ones((1, 1), np.float32), np.full((1, 1), 3.0, np.float32)
+    traces = []
+    result = sweep.run(
+        net,
+        losses.mse,
+        sgd_of,
+        sweep.paired(learning_rate=[0.1, 0.01, 0.001]),
+        (x, t),
+        epochs=50,
+        batch_size=None,
+        trace_counter=lambda: traces.append(1),
+    )
+    lr = np.array([0.1, 0.01, 0.001])
+    closed = 3 * (1 - (1 - lr) ** 50)
+    np.testing.assert_allclose(closed, [2.984539, 1.184982, 0.146383], rtol=1e-6)
+    np.testing.assert_allclose(result.best_params["W"].ravel(), closed, rtol=1e-5)
+    assert len(traces) == 1
+    assert result.status == ["finished"] * 3
+
+
+def test_each_member_equals_its_own_run(digits):
+    net = layers.mlp([64, 16, 10], "tanh")
+    # SGD with momentum, not Adam: Adam divides by sqrt(v), which turns the
+    # last-bit differences of a near-zero gradient (vmap rounds the wide
+    # first-layer product differently) into whole steps of size lr.
+    hp = sweep.paired(learning_rate=[0.1, 0.03, 0.01], seed=[0, 1, 2])
+    kwargs = dict(val=digits.val, test=digits.test, epochs=3, batch_size=32)
+
+    def momentum_of(hp):
+        return optim.sgd(hp["learning_rate"], momentum=0.9)
+
+    together = sweep.run(
+        net, losses.softmax_cross_entropy, momentum_of, hp, digits.train, **kwargs
+    )
+    for i in (0, 2):
+        alone = sweep.run(
+            net,
+            losses.softmax_cross_entropy,
+            momentum_of,
+            sweep.paired(**{k: v[i : i + 1] for k, v in hp.values.items()}),
+            digits.train,
+            **kwargs,
+        )
+        member = jax_tree_index(together.best_params, i)
+        assert_trees_close(member, jax_tree_index(alone.best_params, 0), 1e-5)
+        for name, values in together.history.items():
+            np.testing.assert_allclose(values[i], alone.history[name][0], rtol=1e-5)
+        for name, values in together.test.items():
+            np.testing.assert_allclose(values[i], alone.test[name][0], rtol=1e-5)
+
+
+def jax_tree_index(tree, i):
+    import jax
+
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def test_seeds_set_init_and_dropout_masks(digits):
+    net = layers.mlp([64, 16, 10], "relu", dropout=0.5)
+    result = sweep.run(
+        net,
+        losses.softmax_cross_entropy,
+        sgd_of,
+        # learning rate 0: the params stay at their init, so only the seeds
+        # (init and dropout masks) make the training losses differ.
+        sweep.paired(learning_rate=[0.0, 0.0, 0.0], seed=[0, 0, 1]),
+        digits.train,
+        epochs=2,
+    )
+    w = result.best_params[0]["W"]
+    loss = result.history["train_loss"]
+    np.testing.assert_array_equal(w[0], w[1])
+    np.testing.assert_array_equal(loss[0], loss[1])
+    assert not np.allclose(w[0], w[2])
+    assert not np.allclose(loss[0], loss[2])
+    # Dropout masks change between epochs: the same params, different losses.
+    assert loss[0, 0] != loss[0, 1]
+
+
+def test_a_diverging_member_leaves_the_others_alone(digits):
+    net = layers.mlp([64, 16, 10], "relu")
+    kwargs = dict(val=digits.val, epochs=3, batch_size=32)
+    with_it = sweep.run(
+        net,
+        losses.softmax_cross_entropy,
+        sgd_of,
+        sweep.paired(learning_rate=[0.05, 1e6, 0.01]),
+        digits.train,
+        **kwargs,
+    )
+    without = sweep.run(
+        net,
+        losses.softmax_cross_entropy,
+        sgd_of,
+        sweep.paired(learning_rate=[0.05, 0.01]),
+        digits.train,
+        **kwargs,
+    )
+    assert with_it.status == ["finished", "diverged", "finished"]
+    for mine, theirs in ((0, 0), (2, 1)):
+        assert_trees_close(
+            jax_tree_index(with_it.best_params, mine),
+            jax_tree_index(without.best_params, theirs),
+            1e-6,
+        )
+        np.testing.assert_allclose(
+            with_it.history["val_loss"][mine],
+            without.history["val_loss"][theirs],
+            rtol=1e-6,
+        )
+    assert np.all(np.isfinite(jnp.asarray(with_it.history["val_loss"][[0, 2]])))
+
+
+def test_early_stopping_freezes_a_member_while_others_go_on(digits):
+    net = layers.mlp([64, 16, 10], "relu")
+    result = sweep.run(
+        net,
+        losses.softmax_cross_entropy,
+        lambda hp: optim.adam(hp["learning_rate"]),
+        # Adam at lr 20 makes no progress on the validation loss after its
+        # first epochs; lr 1e-3 improves every epoch.
+        sweep.paired(learning_rate=[1e-3, 20.0]),
+        digits.train,
+        val=digits.val,
+        epochs=8,
+        patience=2,
+    )
+    assert result.status == ["finished", "stopped"]
+    stopped_after = result.best_epoch[1] + 2
+    val = result.history["val_loss"]
+    assert np.all(np.isnan(val[1, stopped_after + 1 :]))
+    assert np.all(np.isfinite(val[0]))
+    assert result.best_epoch[0] == 7
+
+
+def test_grid_and_paired_shapes_and_errors():
+    g = sweep.grid(learning_rate=[0.1, 0.01, 0.001, 1e-4], weight_decay=[0.0, 1e-3])
+    assert g.shape == (4, 2) and g.size == 8
+    np.testing.assert_allclose(g.values["learning_rate"][:2], [0.1, 0.1])
+    np.testing.assert_allclose(g.values["weight_decay"][:2], [0.0, 1e-3])
+    with pytest.raises(
+        ValueError,
+        match=r"same length; got lengths "
+        r"\{'learning_rate': 3, 'momentum': 2\}",
+    ):
+        sweep.paired(learning_rate=[0.1, 0.01, 0.001], momentum=[0.9, 0.0])
+    with pytest.raises(ValueError, match="seed must list integers"):
+        sweep.grid(seed=[0.5])
+
+
+def test_result_table_and_json(tmp_path, digits):
+    result = sweep.run(
+        layers.mlp([64, 8, 10]),
+        losses.softmax_cross_entropy,
+        sgd_of,
+        sweep.grid(learning_rate=[0.1, 0.01]),
+        digits.train,
+        val=digits.val,
+        test=digits.test,
+        epochs=2,
+    )
+    table = result.table().splitlines()
+    assert table[0].split() == [
+        "learning_rate",
+        "best_epoch",
+        "best_val_loss",
+        "test_accuracy",
+        "test_loss",
+        "status",
+    ]
+    assert len(table) == 4
+    result.to_json(tmp_path / "sweep.json")
+    import json
+
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["grid_shape"] == [2]
+    assert len(record["members"]) == 2
+    assert result.best() in (0, 1)
