@@ -375,7 +375,7 @@ def make_epoch(
         loss: the loss to minimise.
         optimizer: an ``optax.GradientTransformation``.
         batch_size: examples per step; ``None`` for full-batch gradient
-            descent (one step a epoch); a size above ``n`` is treated as ``n``.
+            descent (one step an epoch); a size above ``n`` is treated as ``n``.
         mode: ``"manual"`` (hand-written backward) or ``"autodiff"``.
         shuffle: draw a new order each epoch; ``False`` keeps the data's order.
         drop_last: skip the last, shorter batch instead of padding it.
