@@ -4,6 +4,8 @@ Checks run on concrete values only: a tracer (a learning rate swept under
 ``vmap``, say) passes unchecked, since its value is not known at trace time.
 """
 
+import numbers
+
 import jax
 import numpy as np
 
@@ -52,3 +54,20 @@ def check_range(
         )
         bad = values if values.ndim == 0 else values[~ok]
         raise ValueError(f"{name} must lie in {interval}; got {bad.tolist()}.")
+
+
+def positive_int(name: str, value, extra: str = "") -> int:
+    """``value`` as a Python int, or a ``ValueError`` naming ``name``.
+
+    Any integer type passes (``numpy.int64`` from ``y.max() + 1``, say);
+    booleans and non-integers do not. ``extra`` completes the expectation
+    (for example ``"or None for full batch"``).
+    """
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or value < 1
+    ):
+        expected = "a positive integer" + (f" {extra}" if extra else "")
+        raise ValueError(f"{name} must be {expected}; got {value!r}.")
+    return int(value)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnet._checks import positive_int
 from funcnet._typing import Array, PRNGKey
 
 
@@ -115,14 +116,7 @@ def batch_indices(key: PRNGKey, n: int, batch_size: int | None) -> tuple[Array, 
     """
     if batch_size is None:
         batch_size = n
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"batch_size must be a positive integer or None; got {batch_size!r}."
-        )
+    batch_size = positive_int("batch_size", batch_size, "or None")
     steps = -(-n // batch_size)
     order = jax.random.permutation(key, n)
     padded = jnp.concatenate([order, jnp.zeros(steps * batch_size - n, order.dtype)])

@@ -34,6 +34,7 @@ Example:
     ((1,), (4, 1), (2, 2))
 """
 
+import numbers
 import operator
 from collections.abc import Callable, Sequence
 from functools import reduce
@@ -44,7 +45,7 @@ import jax.numpy as jnp
 
 from funcnet import activations as _activations
 from funcnet import initializers as _initializers
-from funcnet._checks import check_range, concrete_values
+from funcnet._checks import check_range, concrete_values, positive_int
 from funcnet._typing import Shape
 
 
@@ -63,15 +64,13 @@ class Layer(NamedTuple):
 
 
 def _as_shape(input_shape) -> Shape:
-    if isinstance(input_shape, int):
-        return (input_shape,)
+    if isinstance(input_shape, numbers.Integral):
+        return (int(input_shape),)
     return tuple(int(d) for d in input_shape)
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return value
+    return positive_int(name, value)
 
 
 # Dense

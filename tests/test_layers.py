@@ -178,3 +178,14 @@ def test_serial_checks_one_params_entry_per_layer(key):
         net.forward(params[:2], state, jnp.ones((1, 3)))
     with pytest.raises(ValueError, match="got list of length 3"):
         net.forward(list(params), state, jnp.ones((1, 3)))
+
+
+def test_numpy_integer_sizes_are_integers(key):
+    # A width computed with numpy (here 1 + the largest label) is a positive
+    # integer; it must build the layer, not fail with "must be a positive
+    # integer; got np.int64(10)".
+    n_classes = np.array([0, 3, 9]).max() + 1
+    net = layers.mlp([4, np.int64(3), n_classes])
+    out_shape, params, _ = net.init(key)
+    assert out_shape == (10,) and params[2]["W"].shape == (3, 10)
+    assert layers.Dense(np.int32(2)).init(key, (4,))[0] == (2,)
