@@ -474,11 +474,10 @@ def _as_xy(name, dataset):
     return x, y
 
 
-def run(
+def make_sweep(
     network: Layer | Callable[[dict], Layer],
     loss: _losses.Loss,
     optimizer: Callable[[dict], optax.GradientTransformation],
-    hyperparams: Hyperparams,
     train,
     *,
     val=None,
@@ -492,47 +491,18 @@ def run(
     data_seed: int = 0,
     devices: Sequence[jax.Device] | None = None,
     trace_counter: Callable[[], None] | None = None,
-) -> SweepResult:
-    """Trains every member of ``hyperparams`` in one compiled program.
+) -> Callable[[Hyperparams], SweepResult]:
+    """Compiles a sweep once; the result trains any members given to it.
 
-    Args:
-        network: a :class:`~funcnet.layers.Layer`, or ``hp -> Layer`` when the
-            network itself has swept hyperparameters (a dropout rate).
-        loss: the :class:`~funcnet.losses.Loss`.
-        optimizer: ``hp -> optax.GradientTransformation``; ``hp`` maps each
-            hyperparameter name to the member's value (a tracer).
-        hyperparams: from :func:`grid` or :func:`paired`. ``seed`` (default
-            0 for all) seeds each member's init and dropout; ``l2`` is the L2
-            strength in the loss.
-        train: the training data ``(x, y)``, shared by every member.
-        val: validation data ``(x, y)``, evaluated every epoch; early stopping
-            watches it.
-        test: test data ``(x, y)``, evaluated on each member's best params.
-        epochs: the most epochs a member trains.
-        batch_size: the minibatch size, or ``None`` for full batch.
-        mode: ``"manual"`` (hand-written backward) or ``"autodiff"``.
-        monitor: the metric early stopping watches: by default
-            ``"val_loss"`` with validation data, else ``"train_loss"``; the
-            ``*_accuracy`` metrics are maximised, losses minimised.
-        patience: epochs without improvement (by more than ``min_delta``)
-            before a member stops; ``None`` never stops early.
-        min_delta: the least change that counts as an improvement.
-        data_seed: seeds the minibatch order, shared by all members.
-        devices: split the members across these devices; by default all
-            local devices when there are several.
-        trace_counter: called each time the program is traced (for tests).
-
-    Returns:
-        A :class:`SweepResult`.
+    Takes the arguments of :func:`run` but the hyperparameters, and returns
+    ``sweep_fn(hyperparams) -> SweepResult``. Calls with the same number of
+    members and the same hyperparameter names reuse one compilation.
     """
-    if not isinstance(hyperparams, Hyperparams):
-        raise TypeError(
-            f"hyperparams must come from sweep.grid(...) or sweep.paired(...); got "
-            f"{type(hyperparams).__name__}."
-        )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer; got {epochs!r}.")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
+    if patience is not None and (
+        isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+    ):
         raise ValueError(
             f"patience must be a positive integer or None; got {patience!r}."
         )
@@ -544,18 +514,6 @@ def run(
     monitor = monitor or ("val_loss" if val is not None else "train_loss")
     if monitor not in known:
         raise ValueError(f"monitor must be one of {known}; got {monitor!r}.")
-
-    values = dict(hyperparams.values)
-    values.setdefault("seed", np.zeros(hyperparams.size, np.int32))
-    size = hyperparams.size
-    devices = list(jax.local_devices() if devices is None else devices)
-    shards = len(devices) if len(devices) > 1 and size > 1 else 1
-    padded = -(-size // shards) * shards
-    # Pad with copies of member 0 so every device gets as many; dropped below.
-    stacked = {
-        k: jnp.asarray(np.concatenate([v, np.repeat(v[:1], padded - size)]))
-        for k, v in values.items()
-    }
 
     member_run = _make_member_run(
         network,
@@ -573,6 +531,7 @@ def run(
     )
     empty = jnp.zeros((0,))
     data = (*train, *(val or (empty, empty)), *(test or (empty, empty)))
+    data_key = jax.random.key(data_seed)
 
     def members(hp, data_key, *data):
         if trace_counter is not None:
@@ -581,34 +540,105 @@ def run(
             hp, data_key, *data
         )
 
-    data_key = jax.random.key(data_seed)
-    if shards > 1:
+    devices = list(jax.local_devices() if devices is None else devices)
+    programs = {1: jax.jit(members)}
+    if len(devices) > 1:
         from jax.sharding import Mesh, PartitionSpec
 
-        mesh = Mesh(np.array(devices[:shards]), ("members",))
-        program = jax.shard_map(
-            members,
-            mesh=mesh,
-            in_specs=(PartitionSpec("members"), PartitionSpec())
-            + (PartitionSpec(),) * len(data),
-            out_specs=PartitionSpec("members"),
+        mesh = Mesh(np.array(devices), ("members",))
+        programs[len(devices)] = jax.jit(
+            jax.shard_map(
+                members,
+                mesh=mesh,
+                in_specs=(PartitionSpec("members"), PartitionSpec())
+                + (PartitionSpec(),) * len(data),
+                out_specs=PartitionSpec("members"),
+                # Members are independent: nothing crosses devices, so the
+                # varying-axis bookkeeping of scan carries (init values such
+                # as zero biases do not depend on the member) is not needed.
+                check_vma=False,
+            )
         )
-    else:
-        program = members
-    out = jax.device_get(jax.jit(program)(stacked, data_key, *data))
-    out = jax.tree.map(lambda a: np.asarray(a)[:size], out)
 
-    return SweepResult(
-        hyperparams=hyperparams,
-        history=dict(out["history"]),
-        monitor=monitor,
-        best_epoch=out["best_epoch"],
-        best_metric=out["best_metric"],
-        status=[_STATUS[int(s)] for s in out["status"]],
-        test=dict(out.get("test", {})),
-        best_params=out["best_params"],
-        best_state=out["best_state"],
-    )
+    def sweep_fn(hyperparams: Hyperparams) -> SweepResult:
+        if not isinstance(hyperparams, Hyperparams):
+            raise TypeError(
+                f"hyperparams must come from sweep.grid(...) or sweep.paired(...); "
+                f"got {type(hyperparams).__name__}."
+            )
+        values = dict(hyperparams.values)
+        values.setdefault("seed", np.zeros(hyperparams.size, np.int32))
+        size = hyperparams.size
+        shards = len(devices) if len(devices) > 1 and size > 1 else 1
+        padded = -(-size // shards) * shards
+        # Pad with copies of member 0 so every device gets as many; dropped below.
+        stacked = {
+            k: jnp.asarray(np.concatenate([v, np.repeat(v[:1], padded - size)]))
+            for k, v in values.items()
+        }
+        out = jax.device_get(programs[shards](stacked, data_key, *data))
+        out = jax.tree.map(lambda a: np.asarray(a)[:size], out)
+        return SweepResult(
+            hyperparams=hyperparams,
+            history=dict(out["history"]),
+            monitor=monitor,
+            best_epoch=out["best_epoch"],
+            best_metric=out["best_metric"],
+            status=[_STATUS[int(s)] for s in out["status"]],
+            test=dict(out.get("test", {})),
+            best_params=out["best_params"],
+            best_state=out["best_state"],
+        )
+
+    return sweep_fn
 
 
-__all__ = ["Hyperparams", "SweepResult", "grid", "paired", "run"]
+def run(
+    network: Layer | Callable[[dict], Layer],
+    loss: _losses.Loss,
+    optimizer: Callable[[dict], optax.GradientTransformation],
+    hyperparams: Hyperparams,
+    train,
+    **options,
+) -> SweepResult:
+    """Trains every member of ``hyperparams`` in one compiled program.
+
+    Args:
+        network: a :class:`~funcnet.layers.Layer`, or ``hp -> Layer`` when the
+            network itself has swept hyperparameters (a dropout rate).
+        loss: the :class:`~funcnet.losses.Loss`.
+        optimizer: ``hp -> optax.GradientTransformation``; ``hp`` maps each
+            hyperparameter name to the member's value (a tracer).
+        hyperparams: from :func:`grid` or :func:`paired`. ``seed`` (default
+            0 for all) seeds each member's init and dropout; ``l2`` is the L2
+            strength in the loss.
+        train: the training data ``(x, y)``, shared by every member.
+        **options: keyword arguments of :func:`make_sweep`:
+
+            * ``val``: validation data ``(x, y)``, evaluated every epoch;
+              early stopping watches it.
+            * ``test``: test data ``(x, y)``, evaluated on each member's best
+              params.
+            * ``epochs``: the most epochs a member trains (required).
+            * ``batch_size``: the minibatch size (32), or ``None`` for full
+              batch.
+            * ``mode``: ``"manual"`` (hand-written backward) or ``"autodiff"``.
+            * ``monitor``: the metric early stopping watches: by default
+              ``"val_loss"`` with validation data, else ``"train_loss"``;
+              the ``*_accuracy`` metrics are maximised, losses minimised.
+            * ``patience``: epochs without improvement (by more than
+              ``min_delta``) before a member stops; ``None`` (the default)
+              never stops early.
+            * ``min_delta``: the least change that counts as an improvement.
+            * ``data_seed``: seeds the minibatch order, shared by all members.
+            * ``devices``: split the members across these devices; by
+              default all local devices when there are several.
+            * ``trace_counter``: called each time the program is traced.
+
+    Returns:
+        A :class:`SweepResult`.
+    """
+    return make_sweep(network, loss, optimizer, train, **options)(hyperparams)
+
+
+__all__ = ["Hyperparams", "SweepResult", "grid", "make_sweep", "paired", "run"]

@@ -28,20 +28,24 @@ def test_closed_form_quadratic_in_one_compilation():
     net = layers.Dense(1, W_init="zeros", use_bias=False)
     x, t = np.ones((1, 1), np.float32), np.full((1, 1), 3.0, np.float32)
     traces = []
-    result = sweep.run(
+    sweep_fn = sweep.make_sweep(
         net,
         losses.mse,
         sgd_of,
-        sweep.paired(learning_rate=[0.1, 0.01, 0.001]),
         (x, t),
         epochs=50,
         batch_size=None,
         trace_counter=lambda: traces.append(1),
     )
+    result = sweep_fn(sweep.paired(learning_rate=[0.1, 0.01, 0.001]))
+    # A second sweep of as many members reuses the compiled program.
+    again = sweep_fn(sweep.paired(learning_rate=[0.2, 0.02, 0.002]))
     lr = np.array([0.1, 0.01, 0.001])
     closed = 3 * (1 - (1 - lr) ** 50)
     np.testing.assert_allclose(closed, [2.984539, 1.184982, 0.146383], rtol=1e-6)
     np.testing.assert_allclose(result.best_params["W"].ravel(), closed, rtol=1e-5)
+    closed_again = 3 * (1 - (1 - 2 * lr) ** 50)
+    np.testing.assert_allclose(again.best_params["W"].ravel(), closed_again, rtol=1e-5)
     assert len(traces) == 1
     assert result.status == ["finished"] * 3
 
