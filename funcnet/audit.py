@@ -71,6 +71,7 @@ Example:
     True
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -79,6 +80,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet import losses as _losses
+from funcnet._checks import is_concrete
 from funcnet.grad import autodiff_value_and_grad, manual_value_and_grad
 from funcnet.layers import Layer
 from funcnet.losses import Loss
@@ -350,48 +352,12 @@ def audit(
     rtols = [
         RTOL.get(d.name, RTOL["float32"]) if rtol is None else rtol for d in dtypes
     ]
-    manual_fn = manual_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
-    auto_fn = autodiff_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
-
-    def metrics_fn(params, state, x, targets, key, mask, fd_key):
-        options = {"key": key, "train": train, "mask": mask}
-        (value, _), manual = manual_fn(params, state, x, targets, **options)
-        (_, _), auto = auto_fn(params, state, x, targets, **options)
-        _check_structure(params, manual, paths)
-
-        def objective(params):
-            return manual_fn(params, state, x, targets, **options)[0][0]
-
-        rows = []
-        flat_params, treedef = jax.tree.flatten(params)
-        flat_manual, flat_auto = jax.tree.leaves(manual), jax.tree.leaves(auto)
-        for i, (m, a) in enumerate(zip(flat_manual, flat_auto)):
-            max_abs, max_rel, cosine, scale = _compare(m, a)
-            passed = max_abs <= atol + rtols[i] * scale
-            fd_rel = jnp.full((), jnp.nan, max_abs.dtype)
-            kinks = jnp.zeros((), jnp.int32)
-            if fd:
-                fd_rel, fd_passed, kinks = _finite_differences(
-                    objective,
-                    value,
-                    flat_params,
-                    treedef,
-                    i,
-                    m,
-                    jax.random.fold_in(fd_key, i),
-                    fd_directions,
-                    fd_rtol,
-                )
-                passed = passed & fd_passed
-            fd_rel = fd_rel.astype(max_abs.dtype)
-            rows.append((max_abs, max_rel, cosine, fd_rel, kinks, passed))
-        if not rows:
-            empty = jnp.zeros((0,))
-            none = jnp.zeros((0,), jnp.int32)
-            return AuditMetrics(empty, empty, empty, empty, none, empty > 0)
-        return AuditMetrics(*(jnp.stack(column) for column in zip(*rows)))
-
-    metrics = jax.jit(metrics_fn)(params, state, x, targets, key, mask, fd_key)
+    directions = _directions(fd_key, params, fd_directions) if fd else None
+    metrics_fn = _compiled_metrics(
+        network, loss, l2, l2_mask, train, fd, tuple(rtols), atol, fd_rtol,
+        tuple(paths),
+    )  # fmt: skip
+    metrics = metrics_fn(params, state, x, targets, key, mask, directions)
     names = [d.name for d in dtypes]
     return AuditReport(paths, shapes, names, rtols, atol, fd_rtol, metrics)
 
@@ -458,6 +424,68 @@ def audit_layer(
     )  # fmt: skip
 
 
+def _compiled_metrics(*config):
+    """The jitted audit of one configuration, reused while it is hashable.
+
+    Auditing a sweep member by member, or before and after training, then
+    traces and compiles once (a bounded cache, like ``jax.jit``'s own).
+    """
+    try:
+        hash(config)
+    except TypeError:  # an array l2 or mask: build afresh
+        return jax.jit(_metrics(*config))
+    return _cached_metrics(*config)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_metrics(*config):
+    return jax.jit(_metrics(*config))
+
+
+def _metrics(network, loss, l2, l2_mask, train, fd, rtols, atol, fd_rtol, paths):
+    manual_fn = manual_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
+    auto_fn = autodiff_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
+
+    def metrics_fn(params, state, x, targets, key, mask, directions):
+        options = {"key": key, "train": train, "mask": mask}
+        (value, _), manual = manual_fn(params, state, x, targets, **options)
+        (_, _), auto = auto_fn(params, state, x, targets, **options)
+        _check_structure(params, manual, paths)
+
+        def objective(params):
+            return manual_fn(params, state, x, targets, **options)[0][0]
+
+        rows = []
+        flat_params, treedef = jax.tree.flatten(params)
+        flat_manual, flat_auto = jax.tree.leaves(manual), jax.tree.leaves(auto)
+        for i, (m, a) in enumerate(zip(flat_manual, flat_auto)):
+            max_abs, max_rel, cosine, scale = _compare(m, a)
+            passed = max_abs <= atol + rtols[i] * scale
+            fd_rel = jnp.full((), jnp.nan, max_abs.dtype)
+            kinks = jnp.zeros((), jnp.int32)
+            if fd:
+                fd_rel, fd_passed, kinks = _finite_differences(
+                    objective,
+                    value,
+                    flat_params,
+                    treedef,
+                    i,
+                    m,
+                    directions[i],
+                    fd_rtol,
+                )
+                passed = passed & fd_passed
+            fd_rel = fd_rel.astype(max_abs.dtype)
+            rows.append((max_abs, max_rel, cosine, fd_rel, kinks, passed))
+        if not rows:
+            empty = jnp.zeros((0,))
+            none = jnp.zeros((0,), jnp.int32)
+            return AuditMetrics(empty, empty, empty, empty, none, empty > 0)
+        return AuditMetrics(*(jnp.stack(column) for column in zip(*rows)))
+
+    return metrics_fn
+
+
 def _check_arguments(network, loss, fd, fd_directions, rtol, atol):
     if not isinstance(network, Layer):
         raise ValueError(
@@ -519,8 +547,28 @@ def _compare(m, a):
     return max_abs, max_rel, cosine, scale
 
 
+def _directions(fd_key, params, count):
+    """``count`` random unit directions per leaf, ``(count,) + leaf.shape``.
+
+    Drawn with numpy from a concrete ``fd_key`` (compiling jax's generator
+    into the audit costs seconds on a CPU); from ``jax.random`` under a trace.
+    """
+    out = []
+    for i, leaf in enumerate(jax.tree.leaves(params)):
+        shape = (count,) + tuple(leaf.shape)
+        if is_concrete(fd_key):
+            seed = np.asarray(jax.random.key_data(fd_key)).ravel().tolist()
+            v = np.random.default_rng(seed + [i]).standard_normal(shape)
+        else:
+            v = jax.random.normal(jax.random.fold_in(fd_key, i), shape)
+        norms = jnp.sqrt(jnp.sum(jnp.reshape(v, (count, -1)) ** 2, axis=1))
+        norms = jnp.where(norms > 0, norms, 1).reshape((count,) + (1,) * leaf.ndim)
+        out.append((v / norms).astype(leaf.dtype))
+    return out
+
+
 def _finite_differences(
-    objective: Callable, value, flat_params, treedef, i, m, key, directions, fd_rtol
+    objective: Callable, value, flat_params, treedef, i, m, v, fd_rtol
 ):
     """Central differences of ``objective`` along random directions of leaf i.
 
@@ -529,28 +577,31 @@ def _finite_differences(
     """
     p = flat_params[i]
     eps = float(jnp.finfo(p.dtype).eps)
-    v = jax.random.normal(key, (directions,) + p.shape, p.dtype)
-    norms = jnp.sqrt(jnp.sum(v.reshape(directions, -1) ** 2, axis=1))
-    v = v / norms.reshape((directions,) + (1,) * p.ndim)
+    directions = v.shape[0]
     rms = jnp.sqrt(jnp.mean(p**2)) if p.size else jnp.zeros((), p.dtype)
     h = eps ** (1 / 3) * jnp.maximum(1, rms)
 
-    def plus_minus(step, direction):
-        def at(sign):
-            leaves = list(flat_params)
-            leaves[i] = p + sign * step * direction
-            return objective(jax.tree.unflatten(treedef, leaves))
+    def at(offset):
+        leaves = list(flat_params)
+        leaves[i] = p + offset
+        return objective(jax.tree.unflatten(treedef, leaves))
 
-        return at(1), at(-1)
+    # One vmapped forward for every (step, sign, direction): rows h+, h-,
+    # (h/16)+, (h/16)-.
+    steps = jnp.stack([h, h / _FD_SHRINK])
+    signed = jnp.stack([steps, -steps], axis=1).reshape(4, 1)
+    offsets = signed.reshape((4, 1) + (1,) * p.ndim) * v[None]
+    values = jax.vmap(at)(offsets.reshape((4 * directions,) + p.shape))
+    values = values.reshape(2, 2, directions)
 
     exact = jnp.sum(v.reshape(directions, -1) * m.reshape(1, -1), axis=1)
     m_norm = jnp.linalg.norm(m.ravel())
     noise = 100 * eps * jnp.maximum(jnp.abs(value), 1)
     ratios, errors, curvatures = [], [], []
-    for step in (h, h / _FD_SHRINK):
-        plus, minus = jax.vmap(plus_minus, in_axes=(None, 0))(step, v)
-        error = jnp.abs((plus - minus) / (2 * step) - exact)
-        ratios.append(error / (noise / step + fd_rtol * m_norm))
+    for s in range(2):
+        plus, minus = values[s, 0], values[s, 1]
+        error = jnp.abs((plus - minus) / (2 * steps[s]) - exact)
+        ratios.append(error / (noise / steps[s] + fd_rtol * m_norm))
         errors.append(error)
         curvatures.append(jnp.abs(plus + minus - 2 * value))
 
@@ -561,7 +612,7 @@ def _finite_differences(
     best = jnp.where(kink, 0, best)
     fd_rel = jnp.max(best) / jnp.where(m_norm > 0, m_norm, 1)
     passed = jnp.all(kink | (jnp.minimum(ratios[0], ratios[1]) <= 1))
-    return fd_rel, passed, jnp.sum(kink)
+    return fd_rel, passed, jnp.sum(kink, dtype=jnp.int32)
 
 
 __all__ = [
