@@ -88,30 +88,31 @@ def main(argv=None):
     )
     print(f"{'K':>4} {'sequential s':>13} {'vmap 1 device':>14} {'vmap 2 devices':>15}")
     for k in args.members:
-        lrs = np.logspace(-3, -1, k)
-        members = sweep.paired(learning_rate=lrs, seed=list(range(k)))
-        singles = [
-            sweep.paired(learning_rate=lrs[i : i + 1], seed=[i]) for i in range(k)
-        ]
+        seq, r1, r2 = measure(k, one_device, split, args.repeats)
+        print(f"{k:4d} {seq:13.3f} {r1:13.2f}x {r2:14.2f}x")
 
-        def sequential():
-            for hp in singles:
-                one_device(hp)
 
-        # Compile everything once before timing.
-        sequential(), one_device(members), split(members)
-        seq, r1, r2 = [], [], []
-        for _ in range(args.repeats):
-            t_seq = timed(sequential)
-            t_1 = timed(lambda: one_device(members))
-            t_2 = timed(lambda: split(members))
-            seq.append(t_seq)
-            r1.append(t_1 / t_seq)
-            r2.append(t_2 / t_seq)
-        print(
-            f"{k:4d} {np.median(seq):13.3f} {np.median(r1):13.2f}x "
-            f"{np.median(r2):14.2f}x"
-        )
+def measure(k, one_device, split, repeats):
+    """Median sequential seconds, and median ratios of the two sweeps to it."""
+    lrs = np.logspace(-3, -1, k)
+    members = sweep.paired(learning_rate=lrs, seed=list(range(k)))
+    singles = [sweep.paired(learning_rate=lrs[i : i + 1], seed=[i]) for i in range(k)]
+
+    def sequential():
+        for hp in singles:
+            one_device(hp)
+
+    # Compile everything once before timing.
+    sequential(), one_device(members), split(members)
+    seq, r1, r2 = [], [], []
+    for _ in range(repeats):
+        t_seq = timed(sequential)
+        t_1 = timed(lambda: one_device(members))
+        t_2 = timed(lambda: split(members))
+        seq.append(t_seq)
+        r1.append(t_1 / t_seq)
+        r2.append(t_2 / t_seq)
+    return np.median(seq), np.median(r1), np.median(r2)
 
 
 if __name__ == "__main__":
