@@ -204,6 +204,24 @@ def test_dropout_and_batch_norm_train_and_update_statistics(dataset, key):
     assert any(changed)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 1078, 5000])
+def test_epoch_order_is_a_permutation(n):
+    order = jax.jit(train._permutation, static_argnums=1)(jax.random.key(n), n)
+    np.testing.assert_array_equal(np.sort(np.asarray(order)), np.arange(n))
+
+
+def test_epoch_order_is_uniform_over_permutations():
+    keys = jax.random.split(jax.random.key(7), 12000)
+    draws = np.asarray(jax.vmap(lambda k: train._permutation(k, 5))(keys))
+    _, counts = np.unique(draws, axis=0, return_counts=True)
+    expected = len(keys) / 120
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    # All 5! = 120 orders appear; chi-square with 119 degrees of freedom has
+    # its 99.9% quantile at about 170.
+    assert len(counts) == 120
+    assert chi2 < 170
+
+
 def test_epoch_validation_messages(key):
     net, optimizer = layers.mlp(SIZES), optim.sgd(0.1)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
