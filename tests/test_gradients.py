@@ -79,33 +79,27 @@ def test_manual_equals_autodiff(
     assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(manual))
 
 
-# (mlp options, l2 strength, hidden activation): every new layer, alone and
-# together, each run in training and in evaluation mode.
+# (mlp options, l2 strength, hidden activation, head): every new layer, alone
+# and together, each run in training and in evaluation mode; the heads rotate,
+# since the table above already crosses every head with every activation.
 REGULARIZED = {
-    "dropout": ({"dropout": 0.3}, 0.0, "relu"),
-    "batch_norm": ({"batch_norm": True}, 0.0, "tanh"),
+    "dropout": ({"dropout": 0.3}, 0.0, "relu", HEADS[1]),
+    "batch_norm": ({"batch_norm": True}, 0.0, "tanh", HEADS[6]),
     "dropout_array_rate_batch_norm": (
         {"dropout": 0.25, "batch_norm": True},
         0.0,
         "sigmoid",
+        HEADS[5],
     ),
-    "l2": ({}, 0.05, "softplus"),
-    "all": ({"dropout": 0.2, "batch_norm": True}, 0.05, "leaky_relu"),
+    "l2": ({}, 0.05, "softplus", HEADS[7]),
+    "all": ({"dropout": 0.2, "batch_norm": True}, 0.05, "leaky_relu", HEADS[6]),
 }
-REGULARIZED_HEADS = [HEADS[1], HEADS[6]]
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("variant", list(REGULARIZED))
-@pytest.mark.parametrize(
-    "loss_name,width,output_activation,kind",
-    REGULARIZED_HEADS,
-    ids=[f"{h[0]}-{h[1]}-{h[3]}" for h in REGULARIZED_HEADS],
-)
-def test_regularized_manual_equals_autodiff(
-    key, dtype, variant, train, loss_name, width, output_activation, kind
-):
-    options, l2, activation = REGULARIZED[variant]
+def test_regularized_manual_equals_autodiff(key, dtype, variant, train):
+    options, l2, activation, (loss_name, width, _, kind) = REGULARIZED[variant]
     if "array_rate" in variant:
         options = {**options, "dropout": jnp.asarray(options["dropout"], dtype)}
     sizes = ARCHITECTURES["three_hidden"] + [width]
