@@ -13,8 +13,6 @@ gradient (``2 * B * n_in * n_out`` of layer one), which nobody needs.
 import argparse
 
 import jax
-import jax.numpy as jnp
-
 from _common import machine, paired, table
 from bench_step import make_run, true_flops
 

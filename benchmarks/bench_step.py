@@ -16,9 +16,8 @@ import argparse
 import re
 
 import jax
-import jax.numpy as jnp
-
 from _common import machine, paired, table
+
 from funcnet import layers, losses, optim, train
 
 NETS = {"digits 64-128-64-10": [64, 128, 64, 10], "784-512-512-10": [784, 512, 512, 10]}

@@ -12,14 +12,12 @@ ordinary eager loop. Skips cleanly when torch is not installed.
 """
 
 import argparse
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-
 from _common import machine, paired, table
 from bench_step import make_run
+
 from funcnet import layers, losses, optim, train
 
 
