@@ -8,7 +8,8 @@ is computed twice on purpose, by the delta rule
 
 Submodules: :mod:`~funcnet.activations`, :mod:`~funcnet.data`,
 :mod:`~funcnet.grad`, :mod:`~funcnet.initializers`, :mod:`~funcnet.layers`,
-:mod:`~funcnet.losses`, :mod:`~funcnet.optim`, :mod:`~funcnet.train`.
+:mod:`~funcnet.losses`, :mod:`~funcnet.optim`, :mod:`~funcnet.regularizers`,
+:mod:`~funcnet.sweep`, :mod:`~funcnet.train`.
 """
 
 from funcnet import activations as activations
@@ -18,13 +19,19 @@ from funcnet import initializers as initializers
 from funcnet import layers as layers
 from funcnet import losses as losses
 from funcnet import optim as optim
+from funcnet import regularizers as regularizers
+from funcnet import sweep as sweep
 from funcnet import train as train
 from funcnet.grad import (
     autodiff_value_and_grad as autodiff_value_and_grad,
 )
+from funcnet.grad import deltas as deltas
 from funcnet.grad import (
     manual_value_and_grad as manual_value_and_grad,
 )
+from funcnet.layers import BatchNorm as BatchNorm
+from funcnet.layers import Dense as Dense
+from funcnet.layers import Dropout as Dropout
 from funcnet.layers import Layer as Layer
 from funcnet.layers import mlp as mlp
 from funcnet.layers import serial as serial
@@ -32,10 +39,14 @@ from funcnet.layers import serial as serial
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchNorm",
+    "Dense",
+    "Dropout",
     "Layer",
     "activations",
     "autodiff_value_and_grad",
     "data",
+    "deltas",
     "grad",
     "initializers",
     "layers",
@@ -43,6 +54,8 @@ __all__ = [
     "manual_value_and_grad",
     "mlp",
     "optim",
+    "regularizers",
     "serial",
+    "sweep",
     "train",
 ]
