@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnet import grad, layers, losses, optim, train
+from funcnet import grad, layers, losses, optim, trace, train
 
 X = [[0.5, 0.8]]
 W1, B1 = [[0.2, 0.4], [0.7, 0.1]], [0.1, 0.2]
@@ -47,28 +47,13 @@ def textbook_params():
     return tuple(params)
 
 
-def forward_by_layer(net, params, x):
-    """Each sublayer's output and residuals, in order (one forward pass)."""
-    outputs, residuals = [], []
-    for layer, p in zip(net.sublayers, params):
-        x, _, r = layer.forward(p, (), x)
-        outputs.append(x)
-        residuals.append(r)
-    return outputs, tuple(residuals)
-
-
 def pass_table(net, params, x, t):
     """``z``, ``a`` and ``delta`` of each Dense + sigmoid pair, and the loss."""
-    outputs, residuals = forward_by_layer(net, params, x)
-    loss = losses.mse(outputs[-1], t)
-    dy = losses.mse.grad(outputs[-1], t)
-    _, _, cotangents = net.backward(params, residuals, dy, return_cotangents=True)
-    # Layer 2l is Dense l + 1: its output is z, the cotangent it receives is
-    # delta = dL/dz; layer 2l + 1 is its sigmoid, with output a.
-    z = [np.asarray(outputs[i][0]) for i in range(0, len(outputs), 2)]
-    a = [np.asarray(outputs[i][0]) for i in range(1, len(outputs), 2)]
-    delta = [np.asarray(cotangents[i][0]) for i in range(0, len(outputs), 2)]
-    return z, a, delta, float(loss)
+    layer_trace = trace.trace(net, losses.mse, params, None, x, t, full=True)
+    z = [np.asarray(v[0]) for v in layer_trace.z]
+    a = [np.asarray(v[0]) for v in layer_trace.a]
+    delta = [np.asarray(v[0]) for v in layer_trace.delta]
+    return z, a, delta, float(layer_trace.loss)
 
 
 def print_table(z, a, delta):
