@@ -24,7 +24,6 @@ import time
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from funcnet import data, grad, layers, losses, optim, train
 
@@ -159,7 +158,11 @@ def main(argv=None):
 
     # train
     out = pathlib.Path(args.out)
-    write = print if args.no_progress else tqdm.write
+    write = print
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        write = tqdm.write  # lines above the bar
 
     def report(epoch, logs, train_state):
         write(

@@ -372,6 +372,7 @@ def test_nan_loss_stops_naming_epoch_and_step(dataset):
 
 
 def test_progress_bar_only_when_asked(dataset, capfd):
+    pytest.importorskip("tqdm")
     _fit(dataset, epochs=2)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
