@@ -1,0 +1,47 @@
+"""Each benchmark script runs at a tiny size (CI never runs the real ones)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import run_all  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "script", ["bench_step.py", "bench_flops.py", "bench_torch.py"]
+)
+def test_benchmark_runs_at_a_tiny_size(script):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *run_all.SCRIPTS[script]],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cores, jax" in done.stdout or done.stdout.startswith("skipped")
+    assert "|" in done.stdout or "skipped" in done.stdout
+
+
+def test_the_runner_knows_every_benchmark():
+    scripts = {
+        p.name
+        for p in BENCHMARKS.glob("*.py")
+        if not p.name.startswith("_") and p.name != "run_all.py"
+    }
+    assert scripts <= set(run_all.SCRIPTS), scripts - set(run_all.SCRIPTS)
+
+
+def test_true_flops_by_hand():
+    # 64-128-64-10 at batch 2: 6 * 2 * (8192 + 8192 + 640) less 2 * 2 * 8192.
+    from bench_step import true_flops
+
+    assert true_flops([64, 128, 64, 10], 2) == 6 * 2 * 17024 - 4 * 8192
