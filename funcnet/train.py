@@ -581,7 +581,9 @@ def fit(
         key: the seed of a fresh train state (:func:`init_train_state`,
             with the input shape of ``train_data``); give it or
             ``train_state``, not both.
-        train_state: a train state to continue from instead.
+        train_state: a train state to continue from instead; with
+            ``donate=True`` its buffers go to the first epoch, so read what
+            you need from it before the call.
         batch_size: examples per step, ``None`` for full batch.
         mode: ``"manual"`` (hand-written backward) or ``"autodiff"``.
         shuffle: a new order every epoch.
