@@ -68,6 +68,13 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=100, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=15, help="paired timings")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch's intra-op threads (default 1: on a small net its worker "
+        "threads only contend with JAX's and with each other)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny run for CI")
     args = parser.parse_args(argv)
     try:
@@ -75,6 +82,7 @@ def main(argv=None):
     except ImportError:
         print("skipped: torch is not installed")
         return
+    torch.set_num_threads(args.torch_threads)
     sizes = [64, 128, 64, 10]
     if args.smoke:
         sizes, args.steps, args.repeats = [8, 8, 4], 3, 2
