@@ -38,6 +38,7 @@ Example:
 """
 
 import math
+import numbers
 import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -50,6 +51,7 @@ import optax
 from funcnet import checkpoint as _checkpoint
 from funcnet import grad as _grad
 from funcnet import losses as _losses
+from funcnet._checks import positive_int
 from funcnet._typing import OptState, Params, PRNGKey, State
 from funcnet.layers import Layer
 
@@ -406,7 +408,7 @@ def make_epoch(
         (3, 10.0, (3,))
     """
     if batch_size is not None:
-        _check_positive_int("batch_size", batch_size, "or None for full batch")
+        batch_size = positive_int("batch_size", batch_size, "or None for full batch")
     for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False; got {flag!r}.")
@@ -485,12 +487,6 @@ def _check_data(x_name, x, y_name, y) -> int:
             f"{np.shape(x)} and {np.shape(y)}."
         )
     return int(np.shape(x)[0])
-
-
-def _check_positive_int(name, value, extra=""):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        suffix = f" {extra}" if extra else ""
-        raise ValueError(f"{name} must be a positive integer{suffix}; got {value!r}.")
 
 
 # evaluation
@@ -622,7 +618,7 @@ def fit(
         >>> sorted(result.history), len(result.history["loss"])
         (['loss', 'val_loss'], 3)
     """
-    _check_non_negative_int("epochs", epochs)
+    epochs = _non_negative_int("epochs", epochs)
     if (key is None) == (train_state is None):
         raise ValueError(
             "fit needs exactly one of key= (to build a fresh train state) and "
@@ -637,7 +633,7 @@ def fit(
     if early_stopping is not None:
         _check_early_stopping(early_stopping)
     if checkpoint_every is not None:
-        _check_positive_int("checkpoint_every", checkpoint_every, "or None")
+        checkpoint_every = positive_int("checkpoint_every", checkpoint_every, "or None")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir, the folder to resume from.")
     if checkpoint_every is not None and checkpoint_dir is None:
@@ -843,16 +839,18 @@ def _check_early_stopping(stop):
         raise ValueError(
             f"early_stopping.mode must be 'min' or 'max'; got {stop.mode!r}."
         )
-    _check_positive_int("early_stopping.patience", stop.patience)
+    positive_int("early_stopping.patience", stop.patience)
     if not (isinstance(stop.min_delta, (int, float)) and stop.min_delta >= 0):
         raise ValueError(
             f"early_stopping.min_delta must be a number >= 0; got {stop.min_delta!r}."
         )
 
 
-def _check_non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
+def _non_negative_int(name, value) -> int:
+    integral = isinstance(value, numbers.Integral)
+    if integral and not isinstance(value, (bool, np.bool_)) and value >= 0:
+        return int(value)
+    raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
 
 
 def _stage(name, dataset):
