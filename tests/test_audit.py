@@ -296,3 +296,14 @@ def test_bad_network_and_loss_are_named(key):
         audit.audit(lambda p: p, losses.mse, params, state, x, t)
     with pytest.raises(ValueError, match="loss must be a funcnet Loss"):
         audit.audit(net, jnp.sum, params, state, x, t)
+
+
+def test_the_custom_layer_guide_runs(capsys):
+    import pathlib
+
+    guide = pathlib.Path(__file__).resolve().parents[1] / "docs" / "custom_layer.md"
+    blocks = re.findall(r"```python\n(.*?)```", guide.read_text(), flags=re.S)
+    namespace = {"__name__": "guide"}
+    for block in blocks:
+        exec(compile(block, str(guide), "exec"), namespace)
+    assert "[1]['s']  (8,)" in capsys.readouterr().out
