@@ -6,13 +6,14 @@ is computed twice on purpose, by the delta rule
 (:func:`~funcnet.grad.manual_value_and_grad`) and by ``jax.grad``
 (:func:`~funcnet.grad.autodiff_value_and_grad`), and the two agree.
 
-Submodules: :mod:`~funcnet.activations`, :mod:`~funcnet.data`,
-:mod:`~funcnet.grad`, :mod:`~funcnet.initializers`, :mod:`~funcnet.layers`,
-:mod:`~funcnet.losses`, :mod:`~funcnet.optim`, :mod:`~funcnet.regularizers`,
-:mod:`~funcnet.sweep`, :mod:`~funcnet.train`.
+Submodules: :mod:`~funcnet.activations`, :mod:`~funcnet.checkpoint`,
+:mod:`~funcnet.data`, :mod:`~funcnet.grad`, :mod:`~funcnet.initializers`,
+:mod:`~funcnet.layers`, :mod:`~funcnet.losses`, :mod:`~funcnet.optim`,
+:mod:`~funcnet.regularizers`, :mod:`~funcnet.sweep`, :mod:`~funcnet.train`.
 """
 
 from funcnet import activations as activations
+from funcnet import checkpoint as checkpoint
 from funcnet import data as data
 from funcnet import grad as grad
 from funcnet import initializers as initializers
@@ -35,6 +36,8 @@ from funcnet.layers import Dropout as Dropout
 from funcnet.layers import Layer as Layer
 from funcnet.layers import mlp as mlp
 from funcnet.layers import serial as serial
+from funcnet.train import TrainState as TrainState
+from funcnet.train import fit as fit
 
 __version__ = "0.1.0"
 
@@ -43,10 +46,13 @@ __all__ = [
     "Dense",
     "Dropout",
     "Layer",
+    "TrainState",
     "activations",
+    "checkpoint",
     "autodiff_value_and_grad",
     "data",
     "deltas",
+    "fit",
     "grad",
     "initializers",
     "layers",

@@ -14,7 +14,8 @@ def test_readme_has_snippets():
     assert python_blocks()
 
 
-def test_readme_snippets_run(capsys):
+def test_readme_snippets_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the snippets write under runs/
     for block in python_blocks():
         exec(compile(block, str(README), "exec"), {"__name__": "readme"})
     assert "{'W': (64, 128), 'b': (128,)}" in capsys.readouterr().out
