@@ -11,6 +11,7 @@ Example:
     ((1078, 64), (359, 64), (360, 64))
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -106,22 +107,70 @@ def load_digits(
     return Splits(*(Dataset(s.x.astype(dtype), s.y) for s in splits))
 
 
-def batch_indices(key: PRNGKey, n: int, batch_size: int | None) -> tuple[Array, Array]:
-    """A shuffled epoch as ``(indices, mask)`` of shape ``(steps, batch_size)``.
+def permutation(key: PRNGKey, n: int) -> Array:
+    """A uniformly random permutation of ``range(n)``, by sorting packed words.
 
-    The last, shorter batch is padded (with index 0) to ``batch_size`` and
-    masked out, so every step has one shape: one compilation, and a loss
-    weighted by ``mask`` that counts each real example once.
-    ``batch_size=None`` means full batch: one step over all ``n`` examples.
+    Each round draws one 32-bit word per position, keeps its high bits and
+    puts the position in the low ``b = bit_length(n - 1)`` bits, and sorts
+    that one array: on the CPU about five times faster than the key-value
+    sort of ``jax.random.permutation``, which is most of an epoch's cost
+    beyond its steps. A tie in a round's random bits keeps the two
+    positions in the order of the round before (random after the first);
+    there are enough rounds, ``2^((32 - b) * rounds) >= n^2``, that a
+    shuffle has fewer than half a tie in expectation (for ``n = 1078``, one
+    round of 21 random bits: about 0.28 ties).
     """
-    if batch_size is None:
-        batch_size = n
-    batch_size = positive_int("batch_size", batch_size, "or None")
-    steps = -(-n // batch_size)
-    order = jax.random.permutation(key, n)
-    padded = jnp.concatenate([order, jnp.zeros(steps * batch_size - n, order.dtype)])
-    mask = (jnp.arange(steps * batch_size) < n).astype(jnp.float32)
-    return padded.reshape(steps, batch_size), mask.reshape(steps, batch_size)
+    index_bits = max(1, (n - 1).bit_length())
+    if index_bits > 20:
+        return jax.random.permutation(key, n)
+    rounds = max(1, math.ceil(2 * math.log2(n) / (32 - index_bits)))
+    low = (1 << index_bits) - 1
+    position = jnp.arange(n, dtype=jnp.uint32)
+    order = position
+    for round_key in jax.random.split(key, rounds):
+        bits = jax.random.bits(round_key, (n,), jnp.uint32)
+        packed = (bits & jnp.uint32(0xFFFFFFFF ^ low)) | position
+        order = order[jax.lax.sort(packed) & jnp.uint32(low)]
+    return order.astype(jnp.int32)
+
+
+def batch_indices(
+    key: PRNGKey,
+    n: int,
+    batch_size: int | None,
+    *,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> tuple[Array, Array]:
+    """An epoch's minibatches as ``(indices, mask)`` of shape ``(steps, batch_size)``.
+
+    The order is :func:`permutation` of ``key`` (or ``range(n)`` without
+    ``shuffle``). The last, shorter batch is padded (with index 0) to
+    ``batch_size`` and masked out, so every step has one shape: one
+    compilation, and a loss weighted by ``mask`` counts each real example
+    once. With ``drop_last`` the ``n % batch_size`` examples left over are
+    skipped instead. ``batch_size=None`` means full batch: one step over all
+    ``n`` examples; a size above ``n`` is treated as ``n``.
+
+    Example:
+        >>> import jax
+        >>> indices, mask = batch_indices(jax.random.key(0), 10, 4)
+        >>> indices.shape, mask.sum(axis=1).tolist()
+        ((3, 4), [4.0, 4.0, 2.0])
+    """
+    size = (
+        n
+        if batch_size is None
+        else min(positive_int("batch_size", batch_size, "or None"), n)
+    )
+    steps = n // size if drop_last else -(-n // size)
+    order = permutation(key, n) if shuffle else jnp.arange(n, dtype=jnp.int32)
+    mask = jnp.ones(steps * size, jnp.float32)
+    if steps * size > n:
+        order = jnp.concatenate([order, jnp.zeros(steps * size - n, order.dtype)])
+        mask = (jnp.arange(steps * size) < n).astype(jnp.float32)
+    order = order[: steps * size].reshape(steps, size)
+    return order, mask.reshape(steps, size)
 
 
 __all__ = [
@@ -131,5 +180,6 @@ __all__ = [
     "batch_indices",
     "fit_standardizer",
     "load_digits",
+    "permutation",
     "split",
 ]

@@ -37,7 +37,6 @@ Example:
     ['count', 'loss']
 """
 
-import math
 import numbers
 import pathlib
 from collections.abc import Callable, Mapping
@@ -53,6 +52,7 @@ from funcnet import grad as _grad
 from funcnet import losses as _losses
 from funcnet._checks import positive_int
 from funcnet._typing import OptState, Params, PRNGKey, State
+from funcnet.data import batch_indices
 from funcnet.layers import Layer
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -416,22 +416,10 @@ def make_epoch(
 
     def epoch(train_state, x, y):
         n = _check_data("x", x, "y", y)
-        size = n if batch_size is None else min(batch_size, n)
-        steps = n // size if drop_last else -(-n // size)
-
-        if shuffle:
-            order_key = jax.random.fold_in(
-                _streams(train_state.key)[1], train_state.step
-            )
-            order = _permutation(order_key, n)
-        else:
-            order = jnp.arange(n)
-        mask = jnp.ones(steps * size, jnp.float32)
-        if steps * size > n:
-            order = jnp.concatenate([order, jnp.zeros(steps * size - n, order.dtype)])
-            mask = (jnp.arange(steps * size) < n).astype(jnp.float32)
-        order = order[: steps * size].reshape(steps, size)
-        mask = mask.reshape(steps, size)
+        order_key = jax.random.fold_in(_streams(train_state.key)[1], train_state.step)
+        order, mask = batch_indices(
+            order_key, n, batch_size, shuffle=shuffle, drop_last=drop_last
+        )
 
         def body(train_state, batch):
             indices, weights = batch
@@ -446,33 +434,6 @@ def make_epoch(
         return train_state, metrics
 
     return jax.jit(epoch, donate_argnums=(0,) if donate else ())
-
-
-def _permutation(key, n):
-    """A uniformly random permutation of ``range(n)``, by sorting packed words.
-
-    Each round draws one 32-bit word per position, keeps its high bits and
-    puts the position in the low ``b = bit_length(n - 1)`` bits, and sorts
-    that one array: on the CPU about five times faster than the key-value
-    sort of ``jax.random.permutation``, which is most of an epoch's cost
-    beyond its steps. A tie in a round's random bits keeps the two
-    positions in the order of the round before (random after the first);
-    there are enough rounds, ``2^((32 - b) * rounds) >= n^2``, that a
-    shuffle has fewer than half a tie in expectation (for ``n = 1078``, one
-    round of 21 random bits: about 0.28 ties).
-    """
-    index_bits = max(1, (n - 1).bit_length())
-    if index_bits > 20:
-        return jax.random.permutation(key, n)
-    rounds = max(1, math.ceil(2 * math.log2(n) / (32 - index_bits)))
-    low = (1 << index_bits) - 1
-    position = jnp.arange(n, dtype=jnp.uint32)
-    order = position
-    for round_key in jax.random.split(key, rounds):
-        bits = jax.random.bits(round_key, (n,), jnp.uint32)
-        packed = (bits & jnp.uint32(0xFFFFFFFF ^ low)) | position
-        order = order[jax.lax.sort(packed) & jnp.uint32(low)]
-    return order.astype(jnp.int32)
 
 
 def _check_data(x_name, x, y_name, y) -> int:

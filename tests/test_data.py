@@ -80,13 +80,14 @@ def test_fit_standardizer_gives_constant_features_scale_one():
 @pytest.mark.parametrize("n,batch_size", [(10, 4), (12, 4), (7, 7), (5, 8), (9, 1)])
 def test_batch_indices_cover_each_example_once(key, n, batch_size):
     indices, mask = data.batch_indices(key, n, batch_size)
-    steps = -(-n // batch_size)
-    assert indices.shape == mask.shape == (steps, batch_size)
+    size = min(batch_size, n)  # a batch larger than the data is the data
+    steps = -(-n // size)
+    assert indices.shape == mask.shape == (steps, size)
     indices, mask = np.asarray(indices), np.asarray(mask)
     assert set(np.unique(mask)) <= {0.0, 1.0}
     np.testing.assert_array_equal(np.sort(indices[mask == 1]), np.arange(n))
     # Only the tail of the last batch is padding, and it points at a real row.
-    padding = steps * batch_size - n
+    padding = steps * size - n
     np.testing.assert_array_equal(mask.ravel()[:n], 1.0)
     np.testing.assert_array_equal(mask.ravel()[n:], np.zeros(padding))
     assert np.all((indices >= 0) & (indices < n))

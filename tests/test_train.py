@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from funcnet import checkpoint, layers, losses, optim, train
+from funcnet import checkpoint, data, layers, losses, optim, train
 
 SIZES = [3, 8, 3]
 
@@ -206,13 +206,13 @@ def test_dropout_and_batch_norm_train_and_update_statistics(dataset, key):
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1078, 5000])
 def test_epoch_order_is_a_permutation(n):
-    order = jax.jit(train._permutation, static_argnums=1)(jax.random.key(n), n)
+    order = jax.jit(data.permutation, static_argnums=1)(jax.random.key(n), n)
     np.testing.assert_array_equal(np.sort(np.asarray(order)), np.arange(n))
 
 
 def test_epoch_order_is_uniform_over_permutations():
     keys = jax.random.split(jax.random.key(7), 12000)
-    draws = np.asarray(jax.vmap(lambda k: train._permutation(k, 5))(keys))
+    draws = np.asarray(jax.vmap(lambda k: data.permutation(k, 5))(keys))
     _, counts = np.unique(draws, axis=0, return_counts=True)
     expected = len(keys) / 120
     chi2 = np.sum((counts - expected) ** 2 / expected)
