@@ -15,17 +15,41 @@ epochs and at the end) that ``--resume`` continues from exactly.
 Prints the gradient check, the test accuracy and the wall time; writes
 ``<out>/digits-<seed>.json`` (config, history, test, gradient check, wall
 time) and ``<out>/digits-<seed>.png`` (the history).
+
+``--data-parallel N`` trains data-parallel on N devices: each minibatch is
+split across them and XLA all-reduces the gradients. On the CPU the N
+devices are faked host devices (``XLA_FLAGS``, set here before JAX starts).
 """
 
 import argparse
 import json
+import os
 import pathlib
+import sys
 import time
 
-import jax
-import numpy as np
 
-from funcnet import data, grad, layers, losses, optim, train
+def _fake_host_devices(argv):
+    """Sets XLA_FLAGS for ``--data-parallel N`` before JAX is imported."""
+    for i, arg in enumerate(argv):
+        count = None
+        if arg == "--data-parallel" and i + 1 < len(argv):
+            count = argv[i + 1]
+        elif arg.startswith("--data-parallel="):
+            count = arg.split("=", 1)[1]
+        flags = os.environ.get("XLA_FLAGS", "")
+        if count and count.isdigit() and "host_platform_device_count" not in flags:
+            os.environ["XLA_FLAGS"] = (
+                f"{flags} --xla_force_host_platform_device_count={count}".strip()
+            )
+
+
+_fake_host_devices(sys.argv[1:] if __name__ == "__main__" else [])
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from funcnet import data, grad, layers, losses, optim, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -79,6 +103,13 @@ def parse_args(argv=None):
         "--resume",
         action="store_true",
         help="continue from the checkpoint of an earlier run with the same seed",
+    )
+    parser.add_argument(
+        "--data-parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split every batch across N devices (on the CPU: N faked host devices)",
     )
     parser.add_argument("--out", default="runs", help="folder for the JSON and plot")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
@@ -157,6 +188,18 @@ def main(argv=None):
     print_check("before training", check_before)
 
     # train
+    mesh = None
+    if args.data_parallel:
+        devices = jax.devices()
+        if args.data_parallel > len(devices):
+            raise SystemExit(
+                f"--data-parallel {args.data_parallel} needs that many devices; "
+                f"this process has {len(devices)} ({jax.default_backend()})."
+            )
+        mesh = jax.sharding.Mesh(np.array(devices[: args.data_parallel]), ("data",))
+        print(
+            f"data-parallel over {args.data_parallel} {jax.default_backend()} devices"
+        )
     out = pathlib.Path(args.out)
     write = print
     if not args.no_progress:
@@ -188,6 +231,7 @@ def main(argv=None):
         resume=args.resume,
         progress=not args.no_progress,
         callback=report,
+        mesh=mesh,
     )
     params = result.best_params
     history = {k: v.tolist() for k, v in result.history.items()}

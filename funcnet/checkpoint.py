@@ -67,6 +67,11 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
         metadata: a JSON-serializable dict stored beside the arrays (the
             epoch, the history, ...); :func:`restore` returns it.
 
+    Sharded arrays are gathered whole: across devices on one host, and
+    across hosts under ``jax.distributed`` (every process must call
+    ``save``; process 0 writes the file, so give all processes one shared
+    path).
+
     Returns:
         The path written, as a :class:`pathlib.Path`.
 
@@ -105,6 +110,9 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
     header_bytes = json.dumps(header).encode()
     arrays[_HEADER] = np.frombuffer(header_bytes, np.uint8)
 
+    # Every process gathered the same values above; one of them writes.
+    if jax.process_index() != 0:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -129,7 +137,10 @@ def restore(path, template) -> tuple[Any, dict[str, Any]]:
         path: a file written by :func:`save`.
         template: a pytree with the structure, shapes and dtypes expected
             (build it fresh, e.g. by the same ``init`` calls as the saved
-            run); only its structure and leaf types are used.
+            run); its structure, shapes and dtypes are checked, and a leaf
+            that is a ``jax.Array`` also gives the restored leaf its
+            sharding (so a state saved from four devices restores onto one,
+            or onto a mesh, as the template is laid out).
 
     Returns:
         ``(tree, metadata)``: ``tree`` has ``template``'s exact structure
@@ -199,13 +210,35 @@ def _is_key(leaf) -> bool:
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+def _host_copy(array):
+    """The whole value of ``array`` on this host, gathering shards if needed."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(array)
+
+
 def _encode(leaf):
     if _is_key(leaf):
-        data = np.asarray(jax.random.key_data(leaf))
+        data = _host_copy(jax.random.key_data(leaf))
         impl = str(jax.random.key_impl(leaf))
         return data, {"shape": list(leaf.shape), "dtype": "key", "key_impl": impl}
-    data = np.asarray(leaf)
+    data = _host_copy(leaf)
     return data, {"shape": list(data.shape), "dtype": data.dtype.name}
+
+
+def _place(data, leaf):
+    """``data`` as a device array laid out like the template's ``leaf``.
+
+    A template leaf that is a ``jax.Array`` gives its sharding (replicated
+    or split over a mesh, on one host or several); anything else lands on
+    the default device.
+    """
+    sharding = getattr(leaf, "sharding", None)
+    if sharding is None:
+        return jnp.asarray(data)
+    return jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
 
 
 def _decode(path, entry, leaf, data):
@@ -216,7 +249,8 @@ def _decode(path, entry, leaf, data):
                 f"leaf {name} of checkpoint {str(path)!r} is a PRNG key, but "
                 f"the template's leaf is not (dtype {_dtype_name(leaf)})."
             )
-        value = jax.random.wrap_key_data(jnp.asarray(data), impl=entry["key_impl"])
+        key_data = jax.random.key_data(leaf) if isinstance(leaf, jax.Array) else None
+        value = jax.random.wrap_key_data(_place(data, key_data), impl=entry["key_impl"])
     else:
         if _is_key(leaf):
             raise ValueError(
@@ -228,14 +262,14 @@ def _decode(path, entry, leaf, data):
                 f"leaf {name} of checkpoint {str(path)!r} has dtype "
                 f"{entry['dtype']}, but the template expects {_dtype_name(leaf)}."
             )
-        value = jnp.asarray(data)
+        value = None
     template_shape = tuple(np.shape(leaf))
     if tuple(entry["shape"]) != template_shape:
         raise ValueError(
             f"leaf {name} of checkpoint {str(path)!r} has shape "
             f"{tuple(entry['shape'])}, but the template expects {template_shape}."
         )
-    return value
+    return _place(data, leaf) if value is None else value
 
 
 def _dtype_name(leaf) -> str:

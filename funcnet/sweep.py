@@ -490,6 +490,7 @@ def make_sweep(
     min_delta: float = 0.0,
     data_seed: int = 0,
     devices: Sequence[jax.Device] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     trace_counter: Callable[[], None] | None = None,
 ) -> Callable[[Hyperparams], SweepResult]:
     """Compiles a sweep once; the result trains any members given to it.
@@ -540,6 +541,10 @@ def make_sweep(
             hp, data_key, *data
         )
 
+    if mesh is not None and devices is not None:
+        raise ValueError("give devices or mesh, not both; both say where members go.")
+    if mesh is not None:
+        devices = list(mesh.devices.flat)
     devices = list(jax.local_devices() if devices is None else devices)
     programs = {1: jax.jit(members)}
     if len(devices) > 1:
@@ -633,6 +638,8 @@ def run(
             * ``data_seed``: seeds the minibatch order, shared by all members.
             * ``devices``: split the members across these devices; by
               default all local devices when there are several.
+            * ``mesh``: or split them across every device of this
+              ``jax.sharding.Mesh``.
             * ``trace_counter``: called each time the program is traced.
 
     Returns:

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from funcnet import checkpoint as _checkpoint
 from funcnet import grad as _grad
@@ -362,6 +363,8 @@ def make_epoch(
     shuffle: bool = True,
     drop_last: bool = False,
     donate: bool = True,
+    mesh: Mesh | None = None,
+    data_axis: str = "data",
 ) -> Callable:
     """Compiles ``epoch(train_state, x, y) -> (train_state, metrics)``.
 
@@ -384,6 +387,13 @@ def make_epoch(
         drop_last: skip the last, shorter batch instead of padding it.
         donate: donate the input train state's buffers to the output (the
             input is deleted by the call; copy what you keep).
+        mesh: data-parallel training over this ``jax.sharding.Mesh``: each
+            minibatch is split along its ``data_axis`` across the devices,
+            the train state is replicated, and XLA sums the per-device
+            gradients (an all-reduce) inside the compiled step. The batch
+            size must be divisible by the number of devices on that axis.
+            See :func:`data_parallel`.
+        data_axis: the mesh axis the batch is split along.
 
     Returns:
         The jitted epoch. ``metrics`` holds the epoch's ``loss`` (and
@@ -413,9 +423,12 @@ def make_epoch(
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False; got {flag!r}.")
     step = make_step(network, loss, optimizer, mode=mode)
+    split_batch, replicate = _layouts(mesh, data_axis)
 
     def epoch(train_state, x, y):
         n = _check_data("x", x, "y", y)
+        if mesh is not None:
+            _check_divisible(batch_size, n, mesh, data_axis)
         order_key = jax.random.fold_in(_streams(train_state.key)[1], train_state.step)
         order, mask = batch_indices(
             order_key, n, batch_size, shuffle=shuffle, drop_last=drop_last
@@ -423,7 +436,9 @@ def make_epoch(
 
         def body(train_state, batch):
             indices, weights = batch
-            return step(train_state, Batch(x[indices], y[indices], weights))
+            batch = split_batch(Batch(x[indices], y[indices], weights))
+            train_state, metrics = step(train_state, batch)
+            return replicate(train_state), metrics
 
         train_state, per_step = jax.lax.scan(body, train_state, (order, mask))
         counts = per_step.pop("count")
@@ -434,6 +449,60 @@ def make_epoch(
         return train_state, metrics
 
     return jax.jit(epoch, donate_argnums=(0,) if donate else ())
+
+
+def _layouts(mesh, data_axis):
+    """Sharding constraints for a batch (split) and a train state (replicated)."""
+    if mesh is None:
+        return (lambda tree: tree), (lambda tree: tree)
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}.")
+    if data_axis not in mesh.axis_names:
+        raise ValueError(
+            f"data_axis {data_axis!r} is not an axis of the mesh, whose axes are "
+            f"{mesh.axis_names}."
+        )
+    split = NamedSharding(mesh, PartitionSpec(data_axis))
+    whole = NamedSharding(mesh, PartitionSpec())
+
+    def split_batch(batch):
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, split), batch)
+
+    def replicate(tree):
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, whole), tree)
+
+    return split_batch, replicate
+
+
+def _check_divisible(batch_size, n, mesh, data_axis):
+    devices = mesh.shape[data_axis]
+    size = n if batch_size is None else min(batch_size, n)
+    if size % devices:
+        what = (
+            f"batch_size={size}"
+            if batch_size is not None and batch_size < n
+            else f"the full batch of {size} examples"
+        )
+        raise ValueError(
+            f"{what} is not divisible by the {devices} devices on mesh axis "
+            f"{data_axis!r}: each device must get the same share of every batch. "
+            f"Choose a batch size that is a multiple of {devices}."
+        )
+
+
+def data_parallel(train_state, *arrays, mesh: Mesh):
+    """Places a train state and data sets for data-parallel training on ``mesh``.
+
+    Everything is replicated on every device of the mesh (the data once, so
+    that each step gathers its minibatch on the device and then splits it);
+    pass the results to an epoch made with ``make_epoch(..., mesh=mesh)``.
+    :func:`fit` with ``mesh=`` does this itself.
+
+    Returns:
+        ``(train_state, *arrays)``, placed.
+    """
+    whole = NamedSharding(mesh, PartitionSpec())
+    return jax.device_put((train_state, *arrays), whole)
 
 
 def _check_data(x_name, x, y_name, y) -> int:
@@ -516,6 +585,8 @@ def fit(
     progress: bool = False,
     callback: Callable[[int, dict, TrainState], None] | None = None,
     donate: bool = True,
+    mesh: Mesh | None = None,
+    data_axis: str = "data",
 ) -> FitResult:
     """Trains for up to ``epochs`` epochs, with validation and early stopping.
 
@@ -561,6 +632,11 @@ def fit(
             each epoch; ``train_state``'s buffers are donated to the next
             epoch, so copy what you keep.
         donate: let each epoch reuse the previous train state's buffers.
+        mesh: train data-parallel over this ``jax.sharding.Mesh``: the data
+            and the train state are replicated on its devices and every
+            minibatch is split along ``data_axis`` (see :func:`make_epoch`).
+            A checkpoint saved this way restores on any number of devices.
+        data_axis: the mesh axis the batch is split along.
 
     Returns:
         A :class:`FitResult`.
@@ -624,6 +700,8 @@ def fit(
         shuffle=shuffle,
         drop_last=drop_last,
         donate=donate,
+        mesh=mesh,
+        data_axis=data_axis,
     )
     evaluate_fn = jax.jit(_evaluator(network, loss))
     config = {
@@ -641,6 +719,8 @@ def fit(
     )
     if resume and path.is_file():
         run.restore(path, config)
+    if mesh is not None:
+        run.train_state, x, y = data_parallel(run.train_state, x, y, mesh=mesh)
 
     bar = _progress_bar(epochs, run.epoch) if progress else None
     try:
@@ -847,6 +927,7 @@ __all__ = [
     "TrainState",
     "TrainingDivergedError",
     "batch_metrics",
+    "data_parallel",
     "evaluate",
     "fit",
     "init_train_state",
