@@ -31,6 +31,7 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
 
 from funcnet import data, layers, losses, optim, train  # noqa: E402
 
@@ -53,11 +54,8 @@ def main(argv=None):
 
     one = train.make_epoch(net, loss, optimizer, batch_size=32, donate=False)
     one(state, x, y)[1]["loss"].block_until_ready()
-    print(
-        f"jax {jax.__version__}, {os.cpu_count()} cores, "
-        f"{len(jax.devices())} {jax.default_backend()} devices; digits MLP, "
-        f"batch 32, one epoch; median of {args.repeats} paired ratios"
-    )
+    print(f"{machine()}; {len(jax.devices())} devices")
+    print(f"digits MLP, batch 32, one epoch; median of {args.repeats} paired ratios")
     print(f"{'devices':>8} {'1 device ms':>12} {'N devices ms':>13} {'ratio':>7}")
     for n in args.devices:
         mesh = jax.sharding.Mesh(np.array(jax.devices()[:n]), ("data",))

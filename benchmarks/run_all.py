@@ -22,6 +22,7 @@ SCRIPTS = {
     "bench_torch.py": ["--smoke"],
     "bench_epoch.py": ["--repeats", "2", "--epochs-per-timing", "1"],
     "sweep_vs_sequential.py": ["--smoke"],
+    "data_parallel.py": ["--smoke"],
 }
 
 

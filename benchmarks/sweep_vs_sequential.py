@@ -24,11 +24,11 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
     ).strip()
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
 
 from funcnet import data, layers, losses, optim, sweep  # noqa: E402
 
@@ -76,11 +76,7 @@ def main(argv=None):
         **common,
     )
 
-    print(
-        f"machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, jax {jax.__version__}, "
-        f"{len(jax.local_devices())} {jax.default_backend()} devices"
-    )
+    print(f"{machine()}; {len(jax.local_devices())} devices")
     print(
         f"digits MLP {'64-128-64-10' if not args.smoke else '64-8-10'}, "
         f"batch 32, {args.epochs} epochs, median of {args.repeats} interleaved "
