@@ -5,9 +5,9 @@ sigmoid network each layer multiplies the backward signal by
 ``sigmoid'(z) <= 1/4``, so ``||delta_l||`` shrinks toward the input and the
 first layers barely learn; relu passes it through unchanged where units are
 active. Both nets train with :func:`funcnet.train.fit` (Adam) and a
-:class:`funcnet.trace.FlowRecorder` callback that records, after every
-epoch, each Dense layer's ``||delta||`` and ``||dL/dW||`` on a fixed probe
-batch of the training set; the norms join fit's history.
+:class:`funcnet.trace.FlowRecorder` as fit's ``epoch_metrics``, which
+records in the history, after every epoch, each Dense layer's
+``||delta||`` and ``||dL/dW||`` on a fixed probe batch of the training set.
 
     python experiments/gradient_flow.py --depth 8 --width 32 --epochs 10
 
@@ -41,7 +41,7 @@ def parse_args(argv=None):
 
 
 def run(activation, splits, args):
-    """Trains one net; its fit history with the gradient-flow norms merged in."""
+    """Trains one net; its fit history holds the gradient-flow norms too."""
     sizes = [splits.train.x.shape[1]] + [args.width] * args.depth + [10]
     net = layers.mlp(sizes, activation, W_init="glorot_uniform")
     loss = losses.softmax_cross_entropy
@@ -50,9 +50,9 @@ def run(activation, splits, args):
     result = train.fit(
         net, loss, optim.adam(args.lr), splits.train, splits.val,
         epochs=args.epochs, key=jax.random.key(args.seed),
-        batch_size=args.batch_size, callback=recorder,
+        batch_size=args.batch_size, epoch_metrics=recorder,
     )  # fmt: skip
-    history = dict(result.history) | recorder.history()
+    history = dict(result.history)
     final = trace.trace(
         net, loss, result.train_state.params, result.train_state.state,
         probe_x, probe_y, train=False, full=False,

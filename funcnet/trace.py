@@ -263,12 +263,13 @@ def gradient_flow(
 
 
 class FlowRecorder:
-    """A ``fit`` callback recording gradient-flow norms on a probe batch.
+    """Gradient-flow norms on a probe batch, for ``fit``'s history.
 
-    After each epoch it evaluates :func:`gradient_flow` on ``(x, targets)``
-    with the epoch's params and appends the norms; :meth:`history` returns
-    them as ``{"delta_norm": (epochs, layers), "grad_w_norm": ...}``, to
-    merge into ``fit``'s history.
+    Pass it as ``fit(..., epoch_metrics=recorder)``: after each epoch it
+    evaluates :func:`gradient_flow` on ``(x, targets)`` with the epoch's
+    params, and ``fit`` records ``delta_norm``, ``grad_w_norm`` (and the
+    ``z``, ``a`` and ``grad_b`` norms) in its history, each of shape
+    ``(epochs, dense layers)``.
 
     Args:
         network: the network being trained.
@@ -286,22 +287,10 @@ class FlowRecorder:
             return gradient_flow(network, loss, params, state, x, targets, train=train)
 
         self._flow: Callable = jax.jit(flow)
-        self._records: list[LayerNorms] = []
 
-    def __call__(self, epoch, logs, train_state) -> None:
-        del epoch, logs
+    def __call__(self, train_state) -> dict[str, jax.Array]:
         norms = self._flow(train_state.params, train_state.state)
-        self._records.append(jax.device_get(norms))
-
-    def history(self) -> dict[str, np.ndarray]:
-        """The recorded norms, one row per epoch, one column per Dense layer."""
-        if not self._records:
-            return {}
-        fields = LayerNorms._fields
-        return {
-            f"{name}_norm": np.stack([np.asarray(r[i]) for r in self._records])
-            for i, name in enumerate(fields)
-        }
+        return {f"{name}_norm": value for name, value in norms._asdict().items()}
 
 
 __all__ = [

@@ -584,6 +584,7 @@ def fit(
     resume: bool = False,
     progress: bool = False,
     callback: Callable[[int, dict, TrainState], None] | None = None,
+    epoch_metrics: Callable[[TrainState], Mapping[str, Any]] | None = None,
     donate: bool = True,
     mesh: Mesh | None = None,
     data_axis: str = "data",
@@ -631,6 +632,10 @@ def fit(
         callback: called as ``callback(epoch, logs, train_state)`` after
             each epoch; ``train_state``'s buffers are donated to the next
             epoch, so copy what you keep.
+        epoch_metrics: ``epoch_metrics(train_state) -> {name: value}``, called
+            after each epoch; its values (numbers or arrays, such as
+            :class:`funcnet.trace.FlowRecorder`'s per-layer norms) are recorded
+            in the history under their own names, one row per epoch.
         donate: let each epoch reuse the previous train state's buffers.
         mesh: train data-parallel over this ``jax.sharding.Mesh``: the data
             and the train state are replicated on its devices and every
@@ -741,6 +746,12 @@ def fit(
             if validate is not None:
                 logs |= {
                     f"val_{k}": float(v) for k, v in validate(run.train_state).items()
+                }
+            if epoch_metrics is not None:
+                # As lists, so that the history stays JSON for checkpoints.
+                logs |= {
+                    k: np.asarray(jax.device_get(v), np.float64).tolist()
+                    for k, v in epoch_metrics(run.train_state).items()
                 }
             run.record(logs)
             if callback is not None:
@@ -917,7 +928,9 @@ def _progress_bar(epochs, initial):
 
 def _postfix(logs):
     short = {"accuracy": "acc", "val_accuracy": "val_acc"}
-    return {short.get(k, k): f"{v:.4f}" for k, v in logs.items()}
+    return {
+        short.get(k, k): f"{v:.4f}" for k, v in logs.items() if isinstance(v, float)
+    }
 
 
 __all__ = [

@@ -124,7 +124,7 @@ def test_flow_recorder_records_every_epoch_of_fit(key):
     y = jax.random.randint(jax.random.key(1), (40,), 0, 3)
     recorder = trace_lib.FlowRecorder(net, losses.softmax_cross_entropy, x[:16], y[:16])
 
-    train.fit(
+    result = train.fit(
         net,
         losses.softmax_cross_entropy,
         optim.sgd(0.1),
@@ -132,13 +132,25 @@ def test_flow_recorder_records_every_epoch_of_fit(key):
         epochs=3,
         key=jax.random.key(0),
         batch_size=20,
-        callback=recorder,
+        epoch_metrics=recorder,
     )
 
-    history = recorder.history()
+    history = result.history
     assert history["delta_norm"].shape == (3, 3)
     assert history["grad_w_norm"].shape == (3, 3)
     assert np.all(history["delta_norm"] > 0)
+    # The last row is the flow of the final params (fit records, not recomputes).
+    last = trace_lib.gradient_flow(
+        net,
+        losses.softmax_cross_entropy,
+        result.train_state.params,
+        result.train_state.state,
+        x[:16],
+        y[:16],
+        train=False,
+    )
+    np.testing.assert_allclose(history["delta_norm"][-1], last.delta, rtol=1e-6)
+    np.testing.assert_allclose(history["loss"].shape, (3,))
 
 
 def test_network_without_dense_is_refused():
