@@ -6,13 +6,16 @@ is computed twice on purpose, by the delta rule
 (:func:`~funcnet.grad.manual_value_and_grad`) and by ``jax.grad``
 (:func:`~funcnet.grad.autodiff_value_and_grad`), and the two agree.
 
-Submodules: :mod:`~funcnet.activations`, :mod:`~funcnet.checkpoint`,
-:mod:`~funcnet.data`, :mod:`~funcnet.grad`, :mod:`~funcnet.initializers`,
-:mod:`~funcnet.layers`, :mod:`~funcnet.losses`, :mod:`~funcnet.optim`,
-:mod:`~funcnet.regularizers`, :mod:`~funcnet.sweep`, :mod:`~funcnet.train`.
+Submodules: :mod:`~funcnet.activations`, :mod:`~funcnet.audit`,
+:mod:`~funcnet.bridge`, :mod:`~funcnet.checkpoint`, :mod:`~funcnet.data`,
+:mod:`~funcnet.grad`, :mod:`~funcnet.initializers`, :mod:`~funcnet.layers`,
+:mod:`~funcnet.losses`, :mod:`~funcnet.optim`, :mod:`~funcnet.regularizers`,
+:mod:`~funcnet.sweep`, :mod:`~funcnet.trace`, :mod:`~funcnet.train`.
 """
 
 from funcnet import activations as activations
+from funcnet import audit as audit
+from funcnet import bridge as bridge
 from funcnet import checkpoint as checkpoint
 from funcnet import data as data
 from funcnet import grad as grad
@@ -22,6 +25,7 @@ from funcnet import losses as losses
 from funcnet import optim as optim
 from funcnet import regularizers as regularizers
 from funcnet import sweep as sweep
+from funcnet import trace as trace
 from funcnet import train as train
 from funcnet.grad import (
     autodiff_value_and_grad as autodiff_value_and_grad,
@@ -48,6 +52,8 @@ __all__ = [
     "Layer",
     "TrainState",
     "activations",
+    "audit",
+    "bridge",
     "checkpoint",
     "autodiff_value_and_grad",
     "data",
@@ -63,5 +69,6 @@ __all__ = [
     "regularizers",
     "serial",
     "sweep",
+    "trace",
     "train",
 ]

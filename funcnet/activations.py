@@ -17,11 +17,11 @@ Where implementations disagree, funcnet pins the choice:
 Example:
     >>> import jax.numpy as jnp
     >>> from funcnet import activations
-    >>> a = activations.sigmoid.fn(jnp.array([0.86, 0.48]))
+    >>> a = activations.sigmoid.fn(jnp.array([0.76, 0.48]))
     >>> [round(float(v), 4) for v in a]
-    [0.7027, 0.6177]
+    [0.6814, 0.6177]
     >>> [round(float(v), 4) for v in activations.sigmoid.derivative(a)]
-    [0.2089, 0.2361]
+    [0.2171, 0.2361]
 """
 
 from collections.abc import Callable

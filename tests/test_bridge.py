@@ -140,5 +140,7 @@ def test_forward_mode_is_refused(key):
 
 
 def test_non_layer_is_refused():
-    with pytest.raises(ValueError, match="network must be a funcnet Layer .* got function"):
+    with pytest.raises(
+        ValueError, match="network must be a funcnet Layer .* got function"
+    ):
         bridge.as_function(lambda x: x)
