@@ -9,8 +9,10 @@ is ``dz = da * derivative(saved)``.
 
 Where implementations disagree, funcnet pins the choice:
 
-* ``relu'(0) = 0`` and ``leaky_relu'(0) = negative_slope`` (the left
-  derivative), matching ``jax.nn.relu`` and PyTorch;
+* ``relu'(0) = 0``, matching ``jax.nn.relu`` and PyTorch, and
+  ``leaky_relu'(0) = negative_slope`` (the left derivative), matching
+  PyTorch; ``jax.grad(jax.nn.leaky_relu)(0.0)`` is 1 (the right one);
+* ``relu`` and ``leaky_relu`` pass a NaN through, as ``jax.nn`` does;
 * ``sigmoid`` and ``softplus`` stay finite for every finite ``z``; a
   saturated sigmoid has derivative exactly 0, not NaN.
 
@@ -50,7 +52,9 @@ class Activation(NamedTuple):
 
 
 def _relu(z):
-    return jnp.where(z > 0, z, jnp.zeros_like(z))
+    # maximum, not where(z > 0, z, 0): a NaN stays NaN, so a diverged
+    # network shows up in its loss instead of being silently zeroed.
+    return jnp.maximum(z, jnp.zeros_like(z))
 
 
 def _relu_derivative(z):

@@ -106,3 +106,14 @@ def test_get_passes_an_activation_through_and_rejects_unknown_names():
         ValueError, match="activation must be an Activation or one of .*got 'gelu'"
     ):
         activations.get("gelu")
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_relus_pass_nan_through_like_jax_nn(name):
+    # A NaN pre-activation must stay NaN (jax.nn's behaviour), or a diverged
+    # network's loss would look finite and training would not stop.
+    z = jnp.array([jnp.nan, -1.0, 2.0])
+    got = np.asarray(activations.get(name).fn(z))
+    expected = np.asarray(REFERENCES[name](z))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got[0])
