@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnet import activations as _activations
 from funcnet import initializers as _initializers
@@ -383,10 +384,10 @@ def BatchNorm(
         n = _batch_size(x, axis_name)
         if n < 2:
             raise ValueError(
-                "BatchNorm in training mode needs at least two examples to "
-                "estimate a batch variance; got a batch of 1. Use larger "
-                "batches, or train=False to normalise with the running "
-                "statistics."
+                f"BatchNorm in training mode needs at least two examples to "
+                f"estimate a batch variance; got a batch of {n} (x of shape "
+                f"{x.shape}). Use larger batches, or train=False to normalise "
+                f"with the running statistics."
             )
 
         mean = _batch_mean(x, axis_name)
@@ -548,7 +549,8 @@ def mlp(
     a sweep over rates (0 included) keeps one params structure.
 
     Args:
-        sizes: layer widths, input first; at least two.
+        sizes: layer widths, input first; at least two. Any 1-D sequence or
+            array of integers (a list, a tuple, ``np.array([64, 128, 10])``).
         activation: the hidden activation (or its name).
         output_activation: an activation after the last layer, or ``None``.
         W_init: kernel initializer; by default He normal for relu-like
@@ -575,14 +577,7 @@ def mlp(
         >>> [layer.name for layer in net.sublayers]
         ['Dense(4)', 'BatchNorm', 'relu', 'Dropout(0.2)', 'Dense(1)']
     """
-    sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
-    if not isinstance(sizes, list) or len(sizes) < 2:
-        raise ValueError(
-            f"sizes must list at least two layer sizes, the input width first "
-            f"and the output width last (e.g. [64, 128, 10]); got {sizes!r}."
-        )
-    for i, size in enumerate(sizes):
-        _positive_int(f"sizes[{i}]", size)
+    sizes = _as_sizes(sizes)
     act = _activations.get(activation)
     out_act = None if output_activation is None else _activations.get(output_activation)
     if W_init is None:
@@ -615,6 +610,30 @@ def mlp(
         return net.init(key, input_shape)
 
     return net._replace(init=init)
+
+
+def _as_sizes(sizes) -> list[int]:
+    """``sizes`` as a list of Python ints, from a sequence or a 1-D array."""
+    if hasattr(sizes, "shape") and hasattr(sizes, "dtype"):
+        if len(sizes.shape) != 1:
+            raise ValueError(
+                f"sizes must be a 1-D sequence of layer widths, the input width "
+                f"first (e.g. [64, 128, 10]); got an array of shape {sizes.shape}."
+            )
+        sizes = np.asarray(sizes).tolist()
+    elif isinstance(sizes, Sequence) and not isinstance(sizes, (str, bytes)):
+        sizes = list(sizes)
+    else:
+        raise ValueError(
+            f"sizes must be a sequence of layer widths, the input width first "
+            f"(e.g. [64, 128, 10]); got {type(sizes).__name__}: {sizes!r}."
+        )
+    if len(sizes) < 2:
+        raise ValueError(
+            f"sizes must list at least two layer sizes, the input width first "
+            f"and the output width last (e.g. [64, 128, 10]); got {sizes!r}."
+        )
+    return [_positive_int(f"sizes[{i}]", size) for i, size in enumerate(sizes)]
 
 
 def count_params(params) -> int:

@@ -189,3 +189,25 @@ def test_numpy_integer_sizes_are_integers(key):
     out_shape, params, _ = net.init(key)
     assert out_shape == (10,) and params[2]["W"].shape == (3, 10)
     assert layers.Dense(np.int32(2)).init(key, (4,))[0] == (2,)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [np.array([3, 4, 1]), jnp.array([3, 4, 1]), range(3, 6, 1), (3, np.int32(4), 1)],
+)
+def test_mlp_takes_any_1d_integer_sequence_or_array(key, sizes):
+    net = layers.mlp(sizes)
+    want = [int(s) for s in sizes]
+    out_shape, params, _ = net.init(key)
+    assert out_shape == (want[-1],)
+    assert [p["W"].shape for p in params[::2]] == list(zip(want[:-1], want[1:]))
+    assert net.name == f"mlp({want})"
+
+
+def test_mlp_sizes_of_the_wrong_kind_are_named():
+    with pytest.raises(ValueError, match=r"1-D sequence .* array of shape \(1, 3\)"):
+        layers.mlp(np.array([[3, 4, 1]]))
+    with pytest.raises(ValueError, match=r"sizes\[0\] must be a positive integer"):
+        layers.mlp(np.array([3.0, 4.0]))
+    with pytest.raises(ValueError, match="sizes must be a sequence .* got int: 3"):
+        layers.mlp(3)

@@ -204,11 +204,14 @@ def test_batch_norm_per_example_vmap_with_axis_name_equals_batched(key):
     assert_trees_close(jax.tree.map(lambda g: g.sum(0), dparams_v), dparams, 1e-5)
 
 
-def test_batch_norm_in_training_rejects_a_batch_of_one():
+@pytest.mark.parametrize("n", [0, 1])
+def test_batch_norm_in_training_rejects_a_batch_of_one(n):
     bn = layers.BatchNorm()
     _, params, state = bn.init(jax.random.key(0), (3,))
-    with pytest.raises(ValueError, match="got a batch of 1.*train=False"):
-        bn.forward(params, state, jnp.ones((1, 3)))
+    with pytest.raises(
+        ValueError, match=rf"got a batch of {n} \(x of shape \({n}, 3\)\).*train=False"
+    ):
+        bn.forward(params, state, jnp.ones((n, 3)))
 
 
 @pytest.mark.parametrize(
