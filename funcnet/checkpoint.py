@@ -103,6 +103,7 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
         "format": FORMAT,
         "version": VERSION,
         "treedef": str(treedef),
+        "containers": _containers(tree),
         "leaves": entries,
         "sha256": digest.hexdigest(),
         "metadata": metadata,
@@ -152,7 +153,8 @@ def restore(path, template) -> tuple[Any, dict[str, Any]]:
             a funcnet checkpoint.
         ValueError: the saved tree does not match ``template``; the message
             names the first leaf path that differs, in structure, shape or
-            dtype.
+            dtype, or the first container whose type differs (a list for a
+            tuple).
 
     Example:
         >>> import tempfile, pathlib
@@ -163,7 +165,7 @@ def restore(path, template) -> tuple[Any, dict[str, Any]]:
         >>> checkpoint.restore(path, [jnp.zeros(2)])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: checkpoint ... has the structure ...
+        ValueError: checkpoint ... has a tuple at the root, but the template has...
     """
     path = pathlib.Path(path)
     header, arrays = _read(path)
@@ -175,11 +177,7 @@ def restore(path, template) -> tuple[Any, dict[str, Any]]:
     if paths != saved_paths:
         raise ValueError(_path_mismatch(path, saved_paths, paths))
     if header["treedef"] != str(treedef):
-        raise ValueError(
-            f"checkpoint {str(path)!r} has the structure {header['treedef']}, "
-            f"but the template has {treedef}; the leaf paths agree, so the "
-            f"containers differ (a list for a tuple, another NamedTuple class)."
-        )
+        raise ValueError(_container_mismatch(path, header, template, treedef))
 
     values = []
     for entry, leaf, data in zip(saved, (leaf for _, leaf in leaves), arrays):
@@ -277,6 +275,46 @@ def _dtype_name(leaf) -> str:
     if dtype is None:
         dtype = np.asarray(leaf).dtype
     return np.dtype(dtype).name
+
+
+def _containers(tree) -> list[list[str]]:
+    """Every container of ``tree``, parents first, as ``[path, type name]``."""
+    found = []
+
+    def walk(key_path, node):
+        children, treedef = jax.tree_util.tree_flatten_with_path(
+            node, is_leaf=lambda child: child is not node
+        )
+        if treedef.num_nodes == 1 and treedef.num_leaves == 1:
+            return
+        found.append([jax.tree_util.keystr(key_path), type(node).__qualname__])
+        for child_path, child in children:
+            walk(key_path + child_path, child)
+
+    walk((), tree)
+    return found
+
+
+def _container_mismatch(path, header, template, treedef) -> str:
+    saved = header.get("containers")
+    if saved is not None:
+        expected = _containers(template)
+        for (saved_at, saved_type), (at, expected_type) in zip(saved, expected):
+            if saved_at != at:
+                break
+            if saved_type != expected_type:
+                where = at if at else "the root"
+                return (
+                    f"checkpoint {str(path)!r} has a {saved_type} at {where}, but "
+                    f"the template has a {expected_type} there; the leaf paths "
+                    f"agree, so build the template with the same container types "
+                    f"(a tuple stays a tuple, a NamedTuple the same class)."
+                )
+    return (
+        f"checkpoint {str(path)!r} has the structure {header['treedef']}, "
+        f"but the template has {treedef}; the leaf paths agree, so the "
+        f"containers differ (a list for a tuple, another NamedTuple class)."
+    )
 
 
 def _path_mismatch(path, saved, expected) -> str:

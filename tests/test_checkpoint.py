@@ -69,8 +69,26 @@ def test_missing_leaf_names_its_path(tmp_path, key):
 
 def test_list_for_tuple_is_a_structure_mismatch(tmp_path):
     path = checkpoint.save(tmp_path / "c.npz", (jnp.zeros(2), jnp.ones(1)))
-    with pytest.raises(ValueError, match="containers differ"):
+    with pytest.raises(ValueError, match="has a tuple at the root, but the template"):
         checkpoint.restore(path, [jnp.zeros(2), jnp.ones(1)])
+
+
+def test_container_mismatch_names_the_first_path_and_both_types(tmp_path, key):
+    saved = _train_state(key)
+    path = checkpoint.save(tmp_path / "c.npz", saved)
+    # A list where the network's init gives the second layer's (empty) tuple,
+    # and another inside the optimizer state: the first one is named.
+    params = (saved.params[0], [], saved.params[2])
+    mu = saved.opt_state[0].mu
+    opt_state = (saved.opt_state[0]._replace(mu=list(mu)), saved.opt_state[1])
+    template = saved._replace(params=params, opt_state=opt_state)
+    with pytest.raises(ValueError) as err:
+        checkpoint.restore(path, template)
+    message = str(err.value)
+    assert "has a tuple at .params[1], but the template has a list there" in message, (
+        message
+    )
+    assert "PyTreeDef" not in message
 
 
 def test_key_where_template_has_an_array(tmp_path, key):
