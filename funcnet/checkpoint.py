@@ -40,6 +40,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import secrets
 import zipfile
 from typing import Any
@@ -51,6 +52,7 @@ import numpy as np
 FORMAT = "funcnet-checkpoint"
 VERSION = 1
 _HEADER = "__header__"
+_TOKEN_BYTES = 8  # a temporary file is ".<name>.<16 hex digits>.tmp"
 
 
 class CheckpointError(ValueError):
@@ -64,16 +66,25 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
         path: the file to write (conventionally ending in ``.npz``); its
             folder is created when missing.
         tree: a pytree of arrays, numbers and PRNG keys.
-        metadata: a JSON-serializable dict stored beside the arrays (the
-            epoch, the history, ...); :func:`restore` returns it.
+        metadata: a dict of JSON values stored beside the arrays (the
+            epoch, the history, ...); :func:`restore` returns it. Numpy and
+            JAX numbers and arrays are stored as Python numbers and lists.
 
     Sharded arrays are gathered whole: across devices on one host, and
     across hosts under ``jax.distributed`` (every process must call
     ``save``; process 0 writes the file, so give all processes one shared
     path).
 
+    A successful save also deletes the temporary files that saves of the
+    same ``path`` killed midway left in its folder (``.<name>.<hex>.tmp``);
+    so two processes must not save to one path at the same time.
+
     Returns:
         The path written, as a :class:`pathlib.Path`.
+
+    Raises:
+        TypeError: ``metadata`` holds a value JSON cannot store; the message
+            names its key.
 
     Example:
         >>> import tempfile, pathlib, jax
@@ -88,7 +99,11 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
             f"path must be a file to write, not a folder; got {str(path)!r}. "
             f"Name a file inside it, such as {str(path / 'checkpoint.npz')!r}."
         )
-    metadata = {} if metadata is None else dict(metadata)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(
+            f"metadata must be a dict or None; got {type(metadata).__name__}."
+        )
+    metadata = _jsonable({} if metadata is None else metadata, "metadata")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
 
     arrays, entries = {}, []
@@ -115,7 +130,7 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
     if jax.process_index() != 0:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -127,6 +142,7 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)
         raise
+    _remove_stale_temporaries(path)
     _fsync_folder(path.parent)
     return path
 
@@ -336,11 +352,54 @@ def _path_mismatch(path, saved, expected) -> str:
     )
 
 
+def _jsonable(value, where):
+    """``value`` with numpy scalars and arrays as Python numbers and lists.
+
+    Anything else JSON cannot hold is a ``TypeError`` naming where it is.
+    """
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"{where} has the key {key!r} of type {type(key).__name__}; "
+                    f"checkpoint metadata is JSON, whose keys are strings."
+                )
+            out[key] = _jsonable(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)):
+        array = np.asarray(value)
+        if array.dtype.kind in "biuf":
+            return array.tolist()
+    raise TypeError(
+        f"{where} is a {type(value).__name__} ({value!r}), which checkpoint "
+        f"metadata cannot store: it is JSON, so give numbers, strings, booleans, "
+        f"None, lists and dicts (numpy numbers and arrays are converted)."
+    )
+
+
 # files
 
 
 def _write_npz(file, arrays) -> None:
     np.savez(file, **arrays)
+
+
+def _remove_stale_temporaries(path) -> None:
+    """Deletes temporary files that killed saves of ``path`` left behind.
+
+    Only names of :func:`save`'s own pattern for this file are touched.
+    """
+    pattern = re.compile(
+        rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp"
+    )
+    for entry in path.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def _fsync_folder(folder) -> None:
@@ -360,9 +419,20 @@ def _read(path):
         content = path.read_bytes()
         with np.load(io.BytesIO(content), allow_pickle=False) as npz:
             header = json.loads(bytes(npz[_HEADER]).decode())
+            if not isinstance(header, dict):
+                raise TypeError(
+                    f"its header is a JSON {type(header).__name__}, not an object"
+                )
             count = len(header["leaves"])
             arrays = [npz[f"leaf_{i}"] for i in range(count)]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        zipfile.BadZipFile,
+    ) as error:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is truncated or corrupted and cannot be "
             f"read ({type(error).__name__}: {error})."

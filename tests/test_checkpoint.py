@@ -1,5 +1,6 @@
 """Checkpoints: exact round trips, named mismatches, corruption, atomic saves."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -177,3 +178,46 @@ def test_process_killed_during_save_leaves_the_previous_checkpoint(tmp_path):
     restored, metadata = checkpoint.restore(path, {"w": jnp.zeros(3)})
     np.testing.assert_array_equal(restored["w"], [0.0, 1.0, 2.0])
     assert metadata == {"epoch": 1}
+
+    # The next successful save of the same file clears the stale temporary,
+    # and nothing else: another checkpoint's temporary and other files stay.
+    others = [tmp_path / ".d.npz.0123456789abcdef.tmp", tmp_path / "notes.tmp"]
+    for other in others:
+        other.write_bytes(b"keep")
+    checkpoint.save(path, {"w": jnp.ones(3)}, metadata={"epoch": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["c.npz", *(p.name for p in others)]
+    )
+
+
+def test_a_header_that_is_not_an_object_is_a_checkpoint_error(tmp_path):
+    header = np.frombuffer(json.dumps(["not", "a", "header"]).encode(), np.uint8)
+    np.savez(tmp_path / "list.npz", __header__=header)
+    with pytest.raises(checkpoint.CheckpointError, match="header is a JSON list"):
+        checkpoint.restore(tmp_path / "list.npz", {})
+    with pytest.raises(checkpoint.CheckpointError, match="cannot be read"):
+        checkpoint.read_metadata(tmp_path / "list.npz")
+
+
+def test_numpy_numbers_in_metadata_are_stored_as_python_numbers(tmp_path):
+    metadata = {
+        "epoch": np.int64(3),
+        "best": np.float32(0.25),
+        "stopped": np.bool_(True),
+        "history": {"loss": np.array([1.5, 0.5]), "step": [jnp.int32(7)]},
+    }
+    path = checkpoint.save(tmp_path / "c.npz", {}, metadata=metadata)
+    assert checkpoint.read_metadata(path) == {
+        "epoch": 3,
+        "best": 0.25,
+        "stopped": True,
+        "history": {"loss": [1.5, 0.5], "step": [7]},
+    }
+
+
+def test_metadata_json_cannot_hold_names_its_key(tmp_path):
+    with pytest.raises(TypeError, match=r"metadata\['run'\]\['tags'\] is a set"):
+        checkpoint.save(tmp_path / "c.npz", {}, metadata={"run": {"tags": {"a"}}})
+    with pytest.raises(TypeError, match=r"metadata has the key 3 of type int"):
+        checkpoint.save(tmp_path / "c.npz", {}, metadata={3: "three"})
+    assert list(tmp_path.iterdir()) == []
