@@ -276,16 +276,20 @@ def _make_member_run(
         )
         carry, history = jax.lax.scan(epoch, carry, jnp.arange(epochs))
         _, _, _, _, best, status = carry
+        # A member without one finite monitored value has no best epoch: its
+        # "best" params are its initial ones, and no metric describes them.
+        never = best["epoch"] < 0
         out = {
             "history": history,
             "best_params": best["params"],
             "best_state": best["state"],
-            "best_metric": best["metric"],
+            "best_metric": jnp.where(never, jnp.nan, best["metric"]),
             "best_epoch": best["epoch"],
             "status": status,
         }
         if has_test:
-            out["test"] = evaluate(best["params"], best["state"], test_x, test_y)
+            test = evaluate(best["params"], best["state"], test_x, test_y)
+            out["test"] = {k: jnp.where(never, jnp.nan, v) for k, v in test.items()}
         return out
 
     return run
@@ -308,12 +312,12 @@ class SweepResult:
             NaN after a member stopped or diverged.
         monitor: the metric early stopping watched.
         best_epoch: per member, the epoch (from 0) of its best monitored value,
-            -1 if it never had one.
-        best_metric: per member, that value.
+            -1 if it never had a finite one (it diverged in its first epoch).
+        best_metric: per member, that value; NaN without a best epoch.
         status: per member, ``"finished"``, ``"stopped"`` (early) or
             ``"diverged"``.
         test: per-member test metrics of the best params, when test data
-            was given.
+            was given; NaN for a member without a best epoch.
         best_params: the best params of every member, stacked.
         best_state: their layer state (batch-norm statistics), stacked.
     """
@@ -342,7 +346,8 @@ class SweepResult:
         rows = []
         for i in range(self.hyperparams.size):
             row = self.hyperparams.member(i)
-            row["best_epoch"] = int(self.best_epoch[i]) + 1
+            epoch = int(self.best_epoch[i])
+            row["best_epoch"] = None if epoch < 0 else epoch + 1
             row[f"best_{self.monitor}"] = float(self.best_metric[i])
             for name, values in self.test.items():
                 row[f"test_{name}"] = float(values[i])
@@ -356,6 +361,8 @@ class SweepResult:
         columns = list(rows[0])
 
         def cell(value):
+            if value is None:
+                return "-"
             if isinstance(value, float):
                 return f"{value:.4g}"
             return str(value)
@@ -375,10 +382,17 @@ class SweepResult:
         def clean(array):
             return [None if not np.isfinite(v) else float(v) for v in array]
 
+        def finite_or_none(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            return value
+
         record = {
             "grid_shape": list(self.hyperparams.shape),
             "monitor": self.monitor,
-            "members": self.rows(),
+            "members": [
+                {k: finite_or_none(v) for k, v in row.items()} for row in self.rows()
+            ],
             "history": {k: [clean(row) for row in v] for k, v in self.history.items()},
         }
         path = pathlib.Path(path)

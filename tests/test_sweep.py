@@ -208,3 +208,36 @@ def test_result_table_and_json(tmp_path, digits):
     assert record["grid_shape"] == [2]
     assert len(record["members"]) == 2
     assert result.best() in (0, 1)
+
+
+def test_a_member_diverged_before_its_first_good_epoch(tmp_path, digits):
+    # lr 1e6 diverges within the first epoch: no finite validation loss ever.
+    result = sweep.run(
+        layers.mlp([64, 16, 10], "relu"),
+        losses.softmax_cross_entropy,
+        sgd_of,
+        sweep.paired(learning_rate=[0.05, 1e6]),
+        digits.train,
+        val=digits.val,
+        test=digits.test,
+        epochs=2,
+    )
+    assert result.status == ["finished", "diverged"]
+    assert result.best_epoch[1] == -1
+    assert np.isnan(result.best_metric[1])
+    # Its params are still the initial ones; no test metric describes them.
+    assert np.isnan(result.test["loss"][1]) and np.isnan(result.test["accuracy"][1])
+    assert np.isfinite(result.test["accuracy"][0])
+    rows = result.rows()
+    assert rows[0]["best_epoch"] == 2 and rows[1]["best_epoch"] is None
+    last = result.table().splitlines()[-1].split()
+    assert last[0] == "1e+06" and last[1] == "-" and last[-1] == "diverged"
+
+    result.to_json(tmp_path / "sweep.json")
+    import json
+
+    member = json.loads((tmp_path / "sweep.json").read_text())["members"][1]
+    assert member["best_epoch"] is None
+    assert member["best_val_loss"] is None
+    assert member["test_accuracy"] is None and member["test_loss"] is None
+    assert member["status"] == "diverged"
