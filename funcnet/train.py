@@ -93,6 +93,9 @@ class EarlyStopping(NamedTuple):
     An epoch improves on the best so far when its value is below
     ``best - min_delta`` (``mode="min"``) or above ``best + min_delta``
     (``mode="max"``). :func:`fit` then returns the params of the best epoch.
+    A NaN value never improves (it counts towards ``patience``), and until a
+    first value that is a number there is no best, so the first such value
+    improves.
 
     Attributes:
         monitor: the metric's name in the history: ``"val_loss"``,
@@ -113,11 +116,24 @@ class EarlyStopping(NamedTuple):
     patience: int = 5
     min_delta: float = 0.0
 
-    def improves(self, value: float, best: float) -> bool:
-        """Whether ``value`` improves on ``best`` by more than ``min_delta``."""
+    def improves(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` improves on ``best`` by more than ``min_delta``.
+
+        Args:
+            value: this epoch's value of the monitored metric.
+            best: the best value so far; ``None`` or NaN when there is none.
+
+        Returns:
+            ``False`` for a NaN ``value``; else ``True`` when there is no
+            ``best`` yet, or ``value`` beats it by more than ``min_delta``.
+        """
+        if np.isnan(value):
+            return False
+        if best is None or np.isnan(best):
+            return True
         if self.mode == "min":
-            return value < best - self.min_delta
-        return value > best + self.min_delta
+            return bool(value < best - self.min_delta)
+        return bool(value > best + self.min_delta)
 
 
 class FitResult(NamedTuple):
@@ -128,9 +144,11 @@ class FitResult(NamedTuple):
         history: each metric's name mapped to a float64 array with one entry
             per epoch run (``loss``, ``accuracy`` and their ``val_`` twins).
         best_params: a copy of the params of the best epoch by the early
-            stopping's monitor (the last epoch without early stopping).
+            stopping's monitor (the last epoch without early stopping, or
+            when every monitored value was NaN).
         best_state: the layer state of that epoch, for evaluation.
-        best_epoch: that epoch, counted from 1 (0 when no epoch ran).
+        best_epoch: that epoch, counted from 1 (0 when no epoch ran, or no
+            monitored value was a number).
         stopped_epoch: the epoch after which early stopping ended the run,
             or ``None`` when it ran all ``epochs``.
     """
@@ -798,7 +816,7 @@ class _Run:
                 f"monitor a val_ metric."
             )
         value = logs[stop.monitor]
-        if self.best_value is None or stop.improves(value, self.best_value):
+        if stop.improves(value, self.best_value):
             self.best_value, self.best_epoch, self.wait = value, self.epoch, 0
             self.best = _copy((self.train_state.params, self.train_state.state))
         else:

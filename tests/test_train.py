@@ -326,6 +326,34 @@ def test_early_stopping_returns_the_best_epochs_params(dataset):
     _assert_trees_equal(result.best_params, third.train_state.params)
 
 
+def test_a_nan_monitored_value_is_no_improvement(dataset):
+    # The first value is NaN: it is not a best that nothing can beat. The
+    # run goes on, 1.0 is the first best, 0.9 the last, and three epochs
+    # without improvement stop it after the sixth.
+    scripted = iter([float("nan"), 1.0, 0.9, 0.95, float("nan"), 0.99, 0.5])
+    stop = train.EarlyStopping("val_loss", patience=3)
+
+    result = _fit(
+        dataset,
+        epochs=7,
+        early_stopping=stop,
+        validate=lambda train_state: {"loss": next(scripted)},
+    )
+    third = _fit(dataset, epochs=3)
+
+    assert (result.best_epoch, result.stopped_epoch) == (3, 6)
+    _assert_trees_equal(result.best_params, third.train_state.params)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_improves_with_nan_or_no_best(mode):
+    stop = train.EarlyStopping(mode=mode)
+    nan = float("nan")
+    assert stop.improves(0.5, best=None) and stop.improves(0.5, best=nan)
+    assert not stop.improves(nan, best=0.5)
+    assert not stop.improves(nan, best=None) and not stop.improves(nan, best=nan)
+
+
 def test_early_stopping_direction_and_min_delta():
     higher = train.EarlyStopping("val_accuracy", mode="max", min_delta=0.01)
     assert higher.improves(0.82, best=0.8)
