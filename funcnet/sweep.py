@@ -15,8 +15,10 @@ across them, each device training its share.
 
 Inside the compiled program each member keeps its own early stopping: when
 its monitored metric has not improved for ``patience`` epochs it is frozen
-with its best params while the others go on. A member whose training loss
-becomes NaN or infinite is frozen too and reported as ``"diverged"``; the
+with its best params while the others go on. A member is frozen too and
+reported as ``"diverged"`` when a step's training loss becomes NaN or
+infinite, when its params (or layer state) are not finite at the end of an
+epoch, or when its monitored metric or validation loss is not finite; the
 members never mix, so it changes nothing for the others.
 
 Hyperparameters reach the model through two functions of a dict of scalars
@@ -147,6 +149,13 @@ def _tree_where(condition, new, old):
     return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
 
 
+def _all_finite(tree):
+    finite = jnp.asarray(True)
+    for leaf in jax.tree.leaves(tree):
+        finite &= jnp.all(jnp.isfinite(leaf))
+    return finite
+
+
 def _epoch_metric(per_step, counts):
     return jnp.sum(per_step * counts) / jnp.maximum(jnp.sum(counts), 1)
 
@@ -225,19 +234,26 @@ def _make_member_run(
                 (idx, mask),
             )
             counts = metrics.pop("count")
-            # A step whose loss is not finite froze the member (active False).
-            diverged = was_running & ~jnp.all(finite)
+            # A step whose loss is not finite froze the member (active False);
+            # its epoch's training metrics are NaN.
             row = {
                 f"train_{k}": _epoch_metric(jnp.where(finite, v, jnp.nan), counts)
                 for k, v in metrics.items()
             }
-            row["train_loss"] = jnp.where(diverged, jnp.nan, row["train_loss"])
             if has_val:
                 row |= {
                     f"val_{k}": v
                     for k, v in evaluate(params, state, val_x, val_y).items()
                 }
             current = row[monitor]
+            # Diverged: a non-finite step loss, or non-finite params or layer
+            # state after the epoch (the last step's update), or a non-finite
+            # monitored metric or validation loss.
+            healthy = jnp.all(finite) & _all_finite((params, state))
+            healthy &= jnp.isfinite(current)
+            if has_val:
+                healthy &= jnp.isfinite(row["val_loss"])
+            diverged = was_running & ~healthy
             improved = (
                 current > best["metric"] + min_delta
                 if maximize

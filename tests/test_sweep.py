@@ -241,3 +241,39 @@ def test_a_member_diverged_before_its_first_good_epoch(tmp_path, digits):
     assert member["best_val_loss"] is None
     assert member["test_accuracy"] is None and member["test_loss"] is None
     assert member["status"] == "diverged"
+
+
+def quadratic_sweep(learning_rates, **kwargs):
+    """SGD on 0.5 (w - 3)^2 from w = 0, full batch: one step an epoch."""
+    net = layers.Dense(1, W_init="zeros", use_bias=False)
+    x, t = np.ones((1, 1), np.float32), np.full((1, 1), 3.0, np.float32)
+    return sweep.run(
+        net,
+        losses.mse,
+        sgd_of,
+        sweep.paired(learning_rate=learning_rates),
+        (x, t),
+        batch_size=None,
+        **kwargs,
+    )
+
+
+def test_params_that_overflow_on_the_last_step_mean_diverged():
+    # One step: the loss at w = 0 is 4.5 (finite), then w = 3e38 * 3 = inf.
+    result = quadratic_sweep([0.1, 3e38], epochs=1)
+    assert result.status == ["finished", "diverged"]
+    assert result.best_epoch.tolist() == [0, -1]
+    # The diverged member keeps its initial params as its best, not inf.
+    np.testing.assert_array_equal(result.best_params["W"][1], [[0.0]])
+    np.testing.assert_allclose(result.best_params["W"][0], [[0.3]], rtol=1e-6)
+
+
+def test_a_non_finite_validation_loss_means_diverged():
+    # Finite params, but w * 1e20 squared overflows float32 unless w = 0.
+    val = (np.full((1, 1), 1e20, np.float32), np.zeros((1, 1), np.float32))
+    result = quadratic_sweep([0.0, 0.1], val=val, epochs=3)
+    assert np.isinf(result.history["val_loss"][1, 0])
+    assert np.all(np.isfinite(result.best_params["W"]))
+    assert result.status == ["finished", "diverged"]
+    np.testing.assert_array_equal(result.history["val_loss"][0], [0.0, 0.0, 0.0])
+    assert np.all(np.isnan(result.history["val_loss"][1, 1:]))
