@@ -159,6 +159,45 @@ def test_one_compilation_per_epoch_function(key, n):
     assert int(ts.step) == 4 * -(-n // 4)
 
 
+def _counting(network):
+    """``network`` whose forward counts the times it is traced (or run)."""
+    traces = []
+
+    def forward(*args, **kwargs):
+        traces.append(1)
+        return network.forward(*args, **kwargs)
+
+    return network._replace(forward=forward), traces
+
+
+def test_fit_compiles_its_epoch_once(dataset, tmp_path):
+    # Run eagerly, the forward would be called once per step (9 steps in 3
+    # epochs of 10 examples in batches of 4) and once per validation. Traced
+    # once, it is called twice: the epoch's scan and the evaluation, however
+    # many epochs run, and again twice in a resumed run.
+    net, traces = _counting(layers.mlp(SIZES))
+
+    def run(epochs, **kwargs):
+        traces.clear()
+        train.fit(
+            net,
+            losses.softmax_cross_entropy,
+            optim.adam(1e-2),
+            dataset,
+            dataset,
+            epochs=epochs,
+            batch_size=4,
+            key=jax.random.key(0),
+            checkpoint_dir=tmp_path,
+            **kwargs,
+        )
+        return len(traces)
+
+    assert run(1) == 2
+    assert run(3) == 2
+    assert run(5, resume=True) == 2
+
+
 def test_layer_state_and_keys_are_carried(key):
     # A layer whose state counts its training calls and sums one draw of
     # its key: the count checks the state is carried, the sums that every
@@ -352,6 +391,39 @@ def test_improves_with_nan_or_no_best(mode):
     assert stop.improves(0.5, best=None) and stop.improves(0.5, best=nan)
     assert not stop.improves(nan, best=0.5)
     assert not stop.improves(nan, best=None) and not stop.improves(nan, best=nan)
+
+
+def test_resume_mid_patience_keeps_the_wait(dataset, tmp_path):
+    # The sequence of the early-stopping test, interrupted after epoch 4:
+    # one epoch without improvement (0.75) is already counted, so the
+    # resumed run still stops after epoch 6, before the 0.6 of epoch 7.
+    stop = train.EarlyStopping("val_loss", mode="min", patience=3)
+    before = iter([1.0, 0.8, 0.7, 0.75])
+    after = iter([0.9, 0.95, 0.6])
+
+    first = _fit(
+        dataset,
+        epochs=4,
+        early_stopping=stop,
+        validate=lambda train_state: {"loss": next(before)},
+        checkpoint_dir=tmp_path,
+    )
+    resumed = _fit(
+        dataset,
+        epochs=7,
+        early_stopping=stop,
+        validate=lambda train_state: {"loss": next(after)},
+        checkpoint_dir=tmp_path,
+        resume=True,
+    )
+    third = _fit(dataset, epochs=3)
+
+    assert first.stopped_epoch is None
+    assert (resumed.best_epoch, resumed.stopped_epoch) == (3, 6)
+    np.testing.assert_array_equal(
+        resumed.history["val_loss"], [1.0, 0.8, 0.7, 0.75, 0.9, 0.95]
+    )
+    _assert_trees_equal(resumed.best_params, third.train_state.params)
 
 
 def test_early_stopping_direction_and_min_delta():
