@@ -136,7 +136,19 @@ class AuditMetrics(NamedTuple):
 
 
 class GradientMismatchError(AssertionError):
-    """The hand-written gradient disagrees with an oracle; carries the table."""
+    """The hand-written gradient disagrees with an oracle; carries the table.
+
+    Raised by :meth:`AuditReport.raise_if_failed`. An ``AssertionError``, so
+    that a test that audits a layer fails like any other assertion.
+
+    Args:
+        message: the failing leaves' paths and the report's table.
+        report: the :class:`AuditReport` that failed.
+
+    Attributes:
+        report: the :class:`AuditReport` (``None`` when not given), for the
+            numbers behind the message.
+    """
 
     def __init__(self, message: str, report: "AuditReport | None" = None):
         super().__init__(message)
@@ -196,7 +208,15 @@ class AuditReport:
         return [p for p, ok in zip(self.paths, passed.all(axis=0)) if not ok]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per member and leaf: the table as plain Python values."""
+        """One dict per member and leaf: the table as plain Python values.
+
+        Returns:
+            A list of dicts with the keys ``path``, ``shape``, ``dtype`` and
+            the :class:`AuditMetrics` fields (``passed`` a bool, ``fd_kinks``
+            an int, the rest floats), plus ``member`` (a tuple of indices)
+            after ``vmap``; members in row-major order, leaves in the order
+            of :attr:`paths`.
+        """
         fields = {k: np.asarray(v) for k, v in self.metrics._asdict().items()}
         rows = []
         for member in np.ndindex(*self.members):

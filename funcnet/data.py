@@ -23,14 +23,27 @@ from funcnet._typing import Array, PRNGKey
 
 
 class Dataset(NamedTuple):
-    """Inputs ``x`` of shape ``(n, features)`` and targets ``y`` of ``n`` rows."""
+    """Inputs and targets of one part of a data set, row ``i`` one example.
+
+    Attributes:
+        x: the inputs, shape ``(n, features)``.
+        y: the targets, ``n`` rows (for the digits, ``int32`` labels of shape
+            ``(n,)``).
+    """
 
     x: Array
     y: Array
 
 
 class Splits(NamedTuple):
-    """A train / validation / test split."""
+    """A train / validation / test split.
+
+    Attributes:
+        train: the :class:`Dataset` to fit on (and to fit a
+            :class:`Standardizer` on).
+        val: the validation part, for early stopping and model choice.
+        test: the test part, held out until the end.
+    """
 
     train: Dataset
     val: Dataset
@@ -38,24 +51,67 @@ class Splits(NamedTuple):
 
 
 class Standardizer(NamedTuple):
-    """Per-feature ``(x - mean) / scale``, fitted on the training part."""
+    """Per-feature ``(x - mean) / scale``, fitted on the training part.
+
+    Call it on any part, ``standardizer(x)``, to scale it with the training
+    part's statistics (see :func:`fit_standardizer`).
+
+    Attributes:
+        mean: the per-feature mean, shape ``(features,)``.
+        scale: the per-feature standard deviation, 1 for a constant feature.
+    """
 
     mean: Array
     scale: Array
 
     def __call__(self, x):
+        """Standardizes ``x`` with the fitted statistics.
+
+        Args:
+            x: inputs of shape ``(n, features)``.
+
+        Returns:
+            ``(x - mean) / scale``, of the shape of ``x``.
+        """
         return (x - self.mean) / self.scale
 
 
 def fit_standardizer(x) -> Standardizer:
-    """Mean and standard deviation per feature; constant features get scale 1."""
+    """Mean and standard deviation per feature; constant features get scale 1.
+
+    Computed in float64, with the biased standard deviation (``ddof=0``).
+
+    Args:
+        x: the training inputs, shape ``(n, features)``.
+
+    Returns:
+        A :class:`Standardizer`; ``standardizer(x)`` has mean 0 and standard
+        deviation 1 per feature on ``x`` (0 on a constant feature).
+    """
     x = np.asarray(x, np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     return Standardizer(mean, np.where(std > 0, std, 1.0))
 
 
 def split(x, y, fractions=(0.6, 0.2, 0.2), *, seed: int = 0) -> Splits:
-    """Shuffles once with ``seed`` and splits by ``fractions`` (train, val, test)."""
+    """Shuffles once with ``seed`` and splits by ``fractions`` (train, val, test).
+
+    The train and validation sizes are ``round(fraction * n)``; the test part
+    takes the rest, so no example is lost or repeated.
+
+    Args:
+        x: the inputs, one row per example.
+        y: the targets, as many rows as ``x``.
+        fractions: three non-negative numbers summing to 1.
+        seed: the seed of numpy's shuffle; the same seed, the same split.
+
+    Returns:
+        :class:`Splits` of numpy arrays.
+
+    Raises:
+        ValueError: for bad ``fractions``, or ``x`` and ``y`` of different
+            lengths.
+    """
     x, y = np.asarray(x), np.asarray(y)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(
@@ -118,7 +174,21 @@ def permutation(key: PRNGKey, n: int) -> Array:
     positions in the order of the round before (random after the first);
     there are enough rounds, ``2^((32 - b) * rounds) >= n^2``, that a
     shuffle has fewer than half a tie in expectation (for ``n = 1078``, one
-    round of 21 random bits: about 0.28 ties).
+    round of 21 random bits: about 0.28 ties). Above ``2^20`` positions it
+    falls back to ``jax.random.permutation``. Jit-able for a static ``n``.
+
+    Args:
+        key: the PRNG key of the shuffle.
+        n: the number of positions, a Python int.
+
+    Returns:
+        An ``int32`` array of shape ``(n,)`` holding each of ``0 .. n - 1``
+        once.
+
+    Example:
+        >>> import jax
+        >>> sorted(permutation(jax.random.key(0), 5).tolist())
+        [0, 1, 2, 3, 4]
     """
     index_bits = max(1, (n - 1).bit_length())
     if index_bits > 20:
@@ -151,6 +221,23 @@ def batch_indices(
     once. With ``drop_last`` the ``n % batch_size`` examples left over are
     skipped instead. ``batch_size=None`` means full batch: one step over all
     ``n`` examples; a size above ``n`` is treated as ``n``.
+
+    Args:
+        key: the PRNG key of the shuffle (unused without ``shuffle``).
+        n: the number of examples.
+        batch_size: a positive int, or ``None`` for one full batch.
+        shuffle: whether to shuffle the order.
+        drop_last: whether to skip the last, shorter batch instead of padding
+            it.
+
+    Returns:
+        ``(indices, mask)``: ``int32`` indices into the data set and a
+        ``float32`` mask, 1 for a real example and 0 for padding, both of
+        shape ``(steps, batch_size)`` with ``steps = ceil(n / batch_size)``
+        (``floor`` with ``drop_last``).
+
+    Raises:
+        ValueError: when ``batch_size`` is not a positive integer or None.
 
     Example:
         >>> import jax

@@ -46,7 +46,14 @@ from funcnet.losses import Loss
 
 
 class Aux(NamedTuple):
-    """What a value-and-grad function returns beside the loss."""
+    """What a value-and-grad function returns beside the loss.
+
+    Attributes:
+        outputs: the network's outputs on the batch (logits for the
+            cross-entropies).
+        state: the network's new state (batch norm's running statistics
+            after a training step; the given state otherwise).
+    """
 
     outputs: Any
     state: Any
@@ -101,8 +108,28 @@ def autodiff_value_and_grad(
 ) -> Callable:
     """The autodiff twin of :func:`manual_value_and_grad`, by ``jax.value_and_grad``.
 
-    Same arguments and return value; the backward pass is JAX's, and the L2
-    gradient is ``jax.grad`` of ``0.5 * l2 * sum(W ** 2)``.
+    The same forward pass and loss, differentiated by JAX: the returned
+    function has the same signature and returns the same values (up to
+    rounding) as the manual one. With ``l2 = lambda > 0`` the differentiated
+    objective is ``L_data + 0.5 * lambda * sum(W ** 2)`` over the masked
+    leaves, so the L2 gradient ``lambda * W`` comes from ``jax.grad`` too.
+
+    Args:
+        network: a :class:`~funcnet.layers.Layer`; only its ``forward`` is
+            used.
+        loss: a :class:`~funcnet.losses.Loss`; only its value is used.
+        l2: the L2 strength ``lambda``, at least 0; may be an array or a
+            tracer. A concrete 0 adds nothing.
+        l2_mask: which leaves are penalised, as for
+            :func:`manual_value_and_grad`.
+
+    Returns:
+        ``fn(params, state, x, targets, *, key=None, train=True, mask=None)
+        -> ((loss, Aux(outputs, state)), grads)``, with ``grads`` structured
+        like ``params``.
+
+    Raises:
+        ValueError: for a concrete ``l2`` below 0.
     """
     check_range("l2", l2, 0.0)
     penalised = _uses_l2(l2)
@@ -139,9 +166,18 @@ def value_and_grad(
     """:func:`manual_value_and_grad` or :func:`autodiff_value_and_grad` by name.
 
     Args:
+        network: a :class:`~funcnet.layers.Layer`.
+        loss: a :class:`~funcnet.losses.Loss`.
         mode: ``"manual"`` (the hand-written backward) or ``"autodiff"``.
         l2: the L2 strength, passed on.
         l2_mask: the L2 mask, passed on.
+
+    Returns:
+        The chosen function, ``fn(params, state, x, targets, *, key=None,
+        train=True, mask=None) -> ((loss, Aux(outputs, state)), grads)``.
+
+    Raises:
+        ValueError: for a ``mode`` other than the two names.
     """
     if mode == "manual":
         return manual_value_and_grad(network, loss, l2=l2, l2_mask=l2_mask)
@@ -165,8 +201,21 @@ def check_gradients(
 ) -> dict[str, dict[str, float]]:
     """Compares the manual gradient with ``jax.grad``, leaf by leaf.
 
-    ``key`` and ``train`` go to both forward passes (the same dropout mask on
-    both sides); ``l2`` and ``l2_mask`` to both value-and-grad functions.
+    Both gradients come from one jitted program, on one batch, in the
+    params' dtype. For a report with tolerances, cosines and finite
+    differences use :func:`funcnet.audit.audit`.
+
+    Args:
+        network: a :class:`~funcnet.layers.Layer`.
+        loss: a :class:`~funcnet.losses.Loss`.
+        params: the network's params.
+        state: its state (``None`` for a stateless ``serial`` network).
+        x: a batch of inputs.
+        targets: the batch's targets.
+        key: the forward key, the same on both sides (one dropout mask).
+        train: the forward's mode, on both sides.
+        l2: the L2 strength, passed to both value-and-grad functions.
+        l2_mask: the L2 mask, likewise.
 
     Returns:
         A dict from each parameter leaf's path (such as ``"[0]['W']"``) to

@@ -38,6 +38,12 @@ import jax.numpy as jnp
 from funcnet._typing import Array, DType, PRNGKey
 
 Initializer = Callable[[PRNGKey, Sequence[int], DType], Array]
+"""The signature every initializer has, ``init(key, shape, dtype=float32) -> array``.
+
+Every function of this module is one (``normal`` and ``uniform`` return
+one), and so is any callable of that signature: ``layers.Dense`` and ``mlp``
+take either a name known to :func:`get` or such a callable.
+"""
 
 
 def _fans(shape: Sequence[int]) -> tuple[int, int]:
@@ -55,13 +61,33 @@ def _fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def zeros(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32) -> Array:
-    """All zeros; ``key`` is unused and may be ``None``."""
+    """All zeros: the default for biases.
+
+    Args:
+        key: unused (an initializer's signature); may be ``None``.
+        shape: the array's shape, of any rank.
+        dtype: its dtype.
+
+    Returns:
+        ``jnp.zeros(shape, dtype)``.
+    """
     del key
     return jnp.zeros(shape, dtype)
 
 
 def normal(stddev: float = 1e-2) -> Initializer:
-    """Returns an initializer drawing from ``N(0, stddev ** 2)``."""
+    r"""An initializer drawing from a normal of fixed scale, :math:`N(0, \sigma^2)`.
+
+    The scale does not depend on the fans, so it suits biases and small
+    experiments rather than deep nets (see :func:`he_normal`).
+
+    Args:
+        stddev: the standard deviation :math:`\sigma`.
+
+    Returns:
+        An :data:`Initializer` ``init(key, shape, dtype=float32)`` for any
+        ``shape``, each entry drawn from :math:`N(0, \sigma^2)`.
+    """
 
     def init(key, shape, dtype=jnp.float32):
         return stddev * jax.random.normal(key, shape, dtype)
@@ -70,7 +96,15 @@ def normal(stddev: float = 1e-2) -> Initializer:
 
 
 def uniform(scale: float = 1e-2) -> Initializer:
-    """Returns an initializer drawing from ``U(-scale, scale)``."""
+    r"""An initializer drawing from a uniform of fixed width, :math:`U(-s, s)`.
+
+    Args:
+        scale: the half-width :math:`s`; the variance is :math:`s^2 / 3`.
+
+    Returns:
+        An :data:`Initializer` ``init(key, shape, dtype=float32)`` for any
+        ``shape``, each entry drawn from :math:`U(-s, s)`.
+    """
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -scale, scale)
@@ -78,36 +112,169 @@ def uniform(scale: float = 1e-2) -> Initializer:
     return init
 
 
-def glorot_uniform(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32):
-    """Glorot/Xavier uniform: ``U(-l, l)`` with ``l = sqrt(6 / (fan_in + fan_out))``."""
+def glorot_uniform(
+    key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32
+) -> Array:
+    r"""Glorot/Xavier uniform (Glorot & Bengio, 2010), for tanh and sigmoid nets.
+
+    For an ``(n_in, n_out)`` kernel, with :math:`\text{fan}_\text{in} =
+    n_\text{in}` and :math:`\text{fan}_\text{out} = n_\text{out}`:
+
+    .. math::
+
+        W_{ij} \sim U(-l, l), \qquad
+        l = \sqrt{\frac{6}{\text{fan}_\text{in} + \text{fan}_\text{out}}},
+        \qquad \operatorname{Var}(W_{ij}) = \frac{l^2}{3}
+        = \frac{2}{\text{fan}_\text{in} + \text{fan}_\text{out}},
+
+    a compromise between keeping the forward signal's variance
+    (:math:`1 / \text{fan}_\text{in}`) and the backward deltas' variance
+    (:math:`1 / \text{fan}_\text{out}`) constant from layer to layer.
+    ``xavier_uniform`` is the same function.
+
+    Args:
+        key: the PRNG key of the draw.
+        shape: the kernel's shape, with at least two dimensions: ``(n_in,
+            n_out)``, or ``(*receptive_field, n_in, n_out)``.
+        dtype: a floating-point dtype.
+
+    Returns:
+        An array of ``shape`` and ``dtype``, entries drawn independently.
+
+    Raises:
+        ValueError: when ``shape`` has fewer than two dimensions (a bias:
+            use :func:`zeros`, :func:`normal` or :func:`uniform`).
+    """
     fan_in, fan_out = _fans(shape)
     limit = (6.0 / (fan_in + fan_out)) ** 0.5
     return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-def glorot_normal(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32):
-    """Glorot/Xavier normal: ``N(0, 2 / (fan_in + fan_out))``."""
+def glorot_normal(
+    key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32
+) -> Array:
+    r"""Glorot/Xavier normal (Glorot & Bengio, 2010), for tanh and sigmoid nets.
+
+    For an ``(n_in, n_out)`` kernel, with :math:`\text{fan}_\text{in} =
+    n_\text{in}` and :math:`\text{fan}_\text{out} = n_\text{out}`:
+
+    .. math::
+
+        W_{ij} \sim N(0, \sigma^2), \qquad
+        \sigma = \sqrt{\frac{2}{\text{fan}_\text{in} + \text{fan}_\text{out}}},
+
+    from the untruncated normal. ``xavier_normal`` is the same function.
+
+    Args:
+        key: the PRNG key of the draw.
+        shape: the kernel's shape, with at least two dimensions: ``(n_in,
+            n_out)``, or ``(*receptive_field, n_in, n_out)``.
+        dtype: a floating-point dtype.
+
+    Returns:
+        An array of ``shape`` and ``dtype``, entries drawn independently.
+
+    Raises:
+        ValueError: when ``shape`` has fewer than two dimensions (a bias:
+            use :func:`zeros`, :func:`normal` or :func:`uniform`).
+    """
     fan_in, fan_out = _fans(shape)
     stddev = (2.0 / (fan_in + fan_out)) ** 0.5
     return stddev * jax.random.normal(key, shape, dtype)
 
 
-def he_uniform(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32):
-    """He/Kaiming uniform: ``U(-l, l)`` with ``l = sqrt(6 / fan_in)``."""
+def he_uniform(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32) -> Array:
+    r"""He/Kaiming uniform (He et al., 2015), for relu nets.
+
+    For an ``(n_in, n_out)`` kernel, with :math:`\text{fan}_\text{in} =
+    n_\text{in}`:
+
+    .. math::
+
+        W_{ij} \sim U(-l, l), \qquad
+        l = \sqrt{\frac{6}{\text{fan}_\text{in}}},
+        \qquad \operatorname{Var}(W_{ij}) = \frac{2}{\text{fan}_\text{in}},
+
+    twice LeCun's variance, since a relu passes on half of its input's
+    second moment. ``kaiming_uniform`` is the same function.
+
+    Args:
+        key: the PRNG key of the draw.
+        shape: the kernel's shape, with at least two dimensions: ``(n_in,
+            n_out)``, or ``(*receptive_field, n_in, n_out)``.
+        dtype: a floating-point dtype.
+
+    Returns:
+        An array of ``shape`` and ``dtype``, entries drawn independently.
+
+    Raises:
+        ValueError: when ``shape`` has fewer than two dimensions (a bias:
+            use :func:`zeros`, :func:`normal` or :func:`uniform`).
+    """
     fan_in, _ = _fans(shape)
     limit = (6.0 / fan_in) ** 0.5
     return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-def he_normal(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32):
-    """He/Kaiming normal: ``N(0, 2 / fan_in)``, for relu networks."""
+def he_normal(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32) -> Array:
+    r"""He/Kaiming normal (He et al., 2015), for relu nets.
+
+    For an ``(n_in, n_out)`` kernel, with :math:`\text{fan}_\text{in} =
+    n_\text{in}`:
+
+    .. math::
+
+        W_{ij} \sim N(0, \sigma^2), \qquad
+        \sigma = \sqrt{\frac{2}{\text{fan}_\text{in}}},
+
+    from the untruncated normal. ``kaiming_normal`` is the same function.
+
+    Args:
+        key: the PRNG key of the draw.
+        shape: the kernel's shape, with at least two dimensions: ``(n_in,
+            n_out)``, or ``(*receptive_field, n_in, n_out)``.
+        dtype: a floating-point dtype.
+
+    Returns:
+        An array of ``shape`` and ``dtype``, entries drawn independently.
+
+    Raises:
+        ValueError: when ``shape`` has fewer than two dimensions (a bias:
+            use :func:`zeros`, :func:`normal` or :func:`uniform`).
+    """
     fan_in, _ = _fans(shape)
     stddev = (2.0 / fan_in) ** 0.5
     return stddev * jax.random.normal(key, shape, dtype)
 
 
-def lecun_normal(key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32):
-    """LeCun normal: ``N(0, 1 / fan_in)``, for tanh and selu networks."""
+def lecun_normal(
+    key: PRNGKey, shape: Sequence[int], dtype: DType = jnp.float32
+) -> Array:
+    r"""LeCun normal (LeCun et al., 1998), for tanh and selu nets.
+
+    For an ``(n_in, n_out)`` kernel, with :math:`\text{fan}_\text{in} =
+    n_\text{in}`:
+
+    .. math::
+
+        W_{ij} \sim N(0, \sigma^2), \qquad
+        \sigma = \sqrt{\frac{1}{\text{fan}_\text{in}}},
+
+    so that :math:`z = a W` has unit variance for inputs of unit variance.
+
+    Args:
+        key: the PRNG key of the draw.
+        shape: the kernel's shape, with at least two dimensions: ``(n_in,
+            n_out)``, or ``(*receptive_field, n_in, n_out)``.
+        dtype: a floating-point dtype.
+
+    Returns:
+        An array of ``shape`` and ``dtype``, entries drawn independently.
+
+    Raises:
+        ValueError: when ``shape`` has fewer than two dimensions (a bias:
+            use :func:`zeros`, :func:`normal` or :func:`uniform`).
+    """
     fan_in, _ = _fans(shape)
     stddev = (1.0 / fan_in) ** 0.5
     return stddev * jax.random.normal(key, shape, dtype)
@@ -133,7 +300,20 @@ _BY_NAME = {
 
 
 def get(initializer: str | Initializer) -> Initializer:
-    """Looks up an initializer by name; a callable is returned unchanged."""
+    """Looks up an initializer by name; a callable is returned unchanged.
+
+    Args:
+        initializer: one of ``"glorot_uniform"``, ``"glorot_normal"``,
+            ``"xavier_uniform"``, ``"xavier_normal"``, ``"he_uniform"``,
+            ``"he_normal"``, ``"kaiming_uniform"``, ``"kaiming_normal"``,
+            ``"lecun_normal"``, ``"zeros"``, or an :data:`Initializer`.
+
+    Returns:
+        The :data:`Initializer`.
+
+    Raises:
+        ValueError: for an unknown name or a value that is not callable.
+    """
     if callable(initializer):
         return initializer
     try:

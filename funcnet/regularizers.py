@@ -99,7 +99,16 @@ def l2_grad(params: Params, strength: Scalar, mask: Any = None) -> Grads:
     """``strength * W`` for the masked leaves and zeros for the rest.
 
     The gradient of :func:`l2_penalty`, with the same arguments; add it to
-    the data gradient.
+    the data gradient:
+
+    .. math::
+
+        \\frac{\\partial}{\\partial W} \\frac{\\lambda}{2} \\sum W^2 = \\lambda W.
+
+    Args:
+        params: a parameter pytree.
+        strength: ``lambda``, at least 0; may be an array or a tracer.
+        mask: as for :func:`l2_penalty`.
 
     Returns:
         A pytree with the structure and dtypes of ``params``.

@@ -244,7 +244,29 @@ def gradient_flow(
 ) -> LayerNorms:
     """The per-Dense-layer norms of one batch: :func:`trace` without values.
 
-    Pure, so it jits and vmaps (a sweep's members at once).
+    Pure, so it jits and vmaps (a sweep's members at once). Vanishing
+    gradients show as ``delta`` shrinking from the output layer toward the
+    input.
+
+    Args:
+        network: a ``serial`` network whose own sublayers include ``Dense``
+            layers.
+        loss: the :class:`~funcnet.losses.Loss` that starts the backward.
+        params: the network's params.
+        state: its state (``None`` for a stateless network).
+        x: a batch of inputs.
+        targets: the batch's targets.
+        key: the forward key (dropout).
+        train: the forward's mode.
+        mask: per-example loss weights.
+
+    Returns:
+        :class:`LayerNorms`, each field of shape ``(dense layers,)``, input
+        side first: ``||z_l||``, ``||a_l||``, ``||delta_l||``,
+        ``||dL/dW_l||`` and ``||dL/db_l||``.
+
+    Raises:
+        ValueError: when ``network`` has no Dense sublayers.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -289,6 +311,17 @@ class FlowRecorder:
         self._flow: Callable = jax.jit(flow)
 
     def __call__(self, train_state) -> dict[str, jax.Array]:
+        """The probe batch's gradient-flow norms under ``train_state``.
+
+        Args:
+            train_state: anything with ``params`` and ``state``, such as a
+                :class:`~funcnet.train.TrainState`.
+
+        Returns:
+            ``{"z_norm", "a_norm", "delta_norm", "grad_w_norm",
+            "grad_b_norm"}``, each an array of shape ``(dense layers,)``
+            (:func:`gradient_flow`'s fields).
+        """
         norms = self._flow(train_state.params, train_state.state)
         return {f"{name}_norm": value for name, value in norms._asdict().items()}
 
