@@ -6,6 +6,8 @@ comes from the ``sphinx-mathjax-offline`` package and is copied into
 ``_static/``, so formulas typeset without a network.
 """
 
+import ast
+import functools
 import os
 import sys
 
@@ -68,7 +70,63 @@ pygments_style = "sphinx"
 mathjax3_config = {"tex": {"tags": "none"}}
 
 
+# viewcode gives functions and classes a [source] link, not module-level
+# instances. The losses and activations are instances (``mse = Loss(...)``),
+# and the derivation links each formula to one, so tag those too: from the
+# private functions that only this instance uses, written just above it
+# (``_mse``, ``_mse_grad``), to its docstring.
+
+
+@functools.cache
+def _source_and_tags(modname):
+    from sphinx.pycode import ModuleAnalyzer
+
+    analyzer = ModuleAnalyzer.for_module(modname)
+    tags = dict(analyzer.find_tags())
+    body = ast.parse(analyzer.code).body
+    uses = {}  # private function -> the assignments that name it
+    for i, node in enumerate(body):
+        if isinstance(node, ast.Assign):
+            for name in ast.walk(node.value):
+                if isinstance(name, ast.Name) and name.id.startswith("_"):
+                    uses.setdefault(name.id, set()).add(i)
+    for i, node in enumerate(body):
+        if not (isinstance(node, ast.Assign) and i + 1 < len(body)):
+            continue
+        doc = body[i + 1]
+        if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)):
+            continue
+        start = i
+        while (
+            start > 0
+            and isinstance(body[start - 1], ast.FunctionDef)
+            and uses.get(body[start - 1].name) == {i}
+        ):
+            start -= 1
+        for target in node.targets:
+            if isinstance(target, ast.Name) and target.id not in tags:
+                tags[target.id] = ("other", body[start].lineno, doc.end_lineno)
+    return analyzer.code, tags
+
+
+def _find_source(app, modname):
+    if modname == "funcnet" or modname.startswith("funcnet."):
+        return _source_and_tags(modname)
+    return None
+
+
+def _follow_imported(app, modname, fullname):
+    # A documented instance lives where it is assigned, whatever its class.
+    if modname and modname.startswith("funcnet"):
+        _, tags = _source_and_tags(modname)
+        if tags.get(fullname, ("",))[0] == "other":
+            return modname
+    return None
+
+
 def setup(app):
     # Runs after the extensions' own setup: sphinx-mathjax-offline points at
     # its CHTML build, and we want its SVG one.
     app.config.mathjax_path = "mathjax/tex-svg.js"
+    app.connect("viewcode-find-source", _find_source)
+    app.connect("viewcode-follow-imported", _follow_imported)

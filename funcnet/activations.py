@@ -51,6 +51,49 @@ class Activation(NamedTuple):
     from_output: bool
 
 
+# sigmoid
+
+
+def _sigmoid_derivative(a):
+    return a * (1 - a)
+
+
+sigmoid = Activation("sigmoid", jax.nn.sigmoid, _sigmoid_derivative, True)
+r"""The logistic sigmoid, with its derivative taken from the output.
+
+.. math::
+
+    a = \sigma(z) = \frac{1}{1 + e^{-z}}, \qquad
+    \sigma'(z) = \sigma(z) \big(1 - \sigma(z)\big) = a (1 - a).
+
+``fn`` is ``jax.nn.sigmoid``, finite for every finite ``z``; ``derivative``
+takes ``a`` (``from_output``) and is exactly 0 where the sigmoid saturates.
+Under :data:`~funcnet.losses.mse` the output delta is
+:math:`\frac{1}{B}(a_L - t) \odot a_L \odot (1 - a_L)`; for classification
+prefer logits and :data:`~funcnet.losses.sigmoid_binary_cross_entropy`.
+"""
+
+
+# tanh
+
+
+def _tanh_derivative(a):
+    return 1 - a * a
+
+
+tanh = Activation("tanh", jnp.tanh, _tanh_derivative, True)
+r"""The hyperbolic tangent, with its derivative taken from the output.
+
+.. math::
+
+    a = \tanh(z) = \frac{e^{z} - e^{-z}}{e^{z} + e^{-z}}, \qquad
+    \tanh'(z) = 1 - \tanh^2(z) = 1 - a^2.
+"""
+
+
+# relu
+
+
 def _relu(z):
     # maximum, not where(z > 0, z, 0): a NaN stays NaN, so a diverged
     # network shows up in its loss instead of being silently zeroed.
@@ -61,12 +104,37 @@ def _relu_derivative(z):
     return (z > 0).astype(z.dtype)
 
 
-def _sigmoid_derivative(a):
-    return a * (1 - a)
+relu = Activation("relu", _relu, _relu_derivative, False)
+r"""The rectified linear unit, with its derivative taken from the input.
+
+.. math::
+
+    a = \max(z, 0), \qquad
+    \operatorname{relu}'(z) = [z > 0] =
+    \begin{cases} 1 & z > 0 \\ 0 & z \le 0 \end{cases}
+
+so :math:`\operatorname{relu}'(0) = 0`, as in ``jax.nn.relu`` and PyTorch.
+A NaN input stays NaN.
+"""
 
 
-def _tanh_derivative(a):
-    return 1 - a * a
+# softplus
+
+
+softplus = Activation("softplus", jax.nn.softplus, jax.nn.sigmoid, False)
+r"""The softplus, a smooth relu, with its derivative taken from the input.
+
+.. math::
+
+    a = \operatorname{softplus}(z) = \log(1 + e^{z}), \qquad
+    \operatorname{softplus}'(z) = \sigma(z) = \frac{1}{1 + e^{-z}}.
+
+``fn`` is ``jax.nn.softplus`` (computed as ``logaddexp(z, 0)``, finite for
+every finite ``z``) and ``derivative`` is ``jax.nn.sigmoid``.
+"""
+
+
+# identity
 
 
 def _identity(z):
@@ -77,27 +145,41 @@ def _ones(z):
     return jnp.ones_like(z)
 
 
-sigmoid = Activation("sigmoid", jax.nn.sigmoid, _sigmoid_derivative, True)
-"""``1 / (1 + exp(-z))``; derivative ``a * (1 - a)`` from the output."""
-
-tanh = Activation("tanh", jnp.tanh, _tanh_derivative, True)
-"""``tanh(z)``; derivative ``1 - a ** 2`` from the output."""
-
-relu = Activation("relu", _relu, _relu_derivative, False)
-"""``max(z, 0)``; derivative ``1`` for ``z > 0`` and ``0`` for ``z <= 0``."""
-
-softplus = Activation("softplus", jax.nn.softplus, jax.nn.sigmoid, False)
-"""``log(1 + exp(z))``, computed stably; derivative ``sigmoid(z)``."""
-
 identity = Activation("identity", _identity, _ones, False)
-"""``z``; derivative ``1``."""
+r"""No nonlinearity, the output layer of a regression.
+
+.. math::
+
+    a = z, \qquad f'(z) = 1,
+
+so under :data:`~funcnet.losses.mse` the output delta is
+:math:`\frac{1}{B}(a_L - t)`. :func:`get` also knows it as ``"linear"``.
+"""
+
+
+# leaky relu
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Activation:
-    """Returns ``z`` for ``z > 0`` and ``negative_slope * z`` otherwise.
+    r"""A relu with slope ``negative_slope`` for negative inputs.
 
-    The derivative is ``1`` for ``z > 0`` and ``negative_slope`` for
-    ``z <= 0``. ``negative_slope`` may be an array.
+    .. math::
+
+        a = \begin{cases} z & z > 0 \\ \alpha z & z \le 0 \end{cases},
+        \qquad
+        f'(z) = \begin{cases} 1 & z > 0 \\ \alpha & z \le 0 \end{cases}
+
+    with :math:`\alpha` = ``negative_slope``. The derivative at 0 is
+    :math:`\alpha` (the left derivative, as in PyTorch;
+    ``jax.grad(jax.nn.leaky_relu)(0.0)`` is 1). It is taken from the input
+    ``z``. ``get("leaky_relu")`` is ``leaky_relu()``.
+
+    Args:
+        negative_slope: :math:`\alpha`; a float or an array (a swept
+            hyperparameter).
+
+    Returns:
+        The :class:`Activation`, named ``"leaky_relu"``.
     """
 
     def fn(z):
@@ -120,10 +202,22 @@ _BY_NAME = {
 }
 
 NAMES = tuple(sorted(_BY_NAME))
+"""The names :func:`get` knows, sorted; ``"linear"`` is :data:`identity`."""
 
 
 def get(activation: str | Activation) -> Activation:
-    """Looks up an activation by name; an :class:`Activation` passes through."""
+    """Looks up an activation by name; an :class:`Activation` passes through.
+
+    Args:
+        activation: one of :data:`NAMES` or an :class:`Activation`.
+
+    Returns:
+        The :class:`Activation`; ``"leaky_relu"`` has the default slope
+        0.01.
+
+    Raises:
+        ValueError: for an unknown name or a value that is not an Activation.
+    """
     if isinstance(activation, Activation):
         return activation
     try:

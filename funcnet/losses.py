@@ -54,11 +54,32 @@ from funcnet._typing import Array, ArrayLike
 
 
 class Loss(NamedTuple):
-    """A batch-averaged loss and its hand-written gradient.
+    r"""A batch-averaged loss and its hand-written gradient.
 
-    Call it as ``loss(outputs, targets, mask=None)``. ``loss.grad`` takes the
-    same arguments and returns ``dL/d(outputs)``; ``loss.per_example``
-    returns the unaveraged ``ell`` of shape ``(batch,)``.
+    Call it as ``loss(outputs, targets, mask=None)`` for the batch's loss and
+    as ``loss.grad(outputs, targets, mask=None)`` for its gradient with
+    respect to ``outputs``. With per-example values :math:`\ell(o_n, t_n)`
+    and weights :math:`w_n = m_n / \sum_k m_k` (:math:`1/B` without a
+    ``mask``):
+
+    .. math::
+
+        L = \sum_n w_n \, \ell(o_n, t_n), \qquad
+        \frac{\partial L}{\partial o_n}
+        = w_n \, \frac{\partial \ell}{\partial o_n}(o_n, t_n).
+
+    Attributes:
+        name: the name :func:`get` knows it by.
+        per_example: ``(outputs, targets) -> ell``, the unaveraged
+            :math:`\ell(o_n, t_n)` of shape ``(batch,)`` (summed over the
+            output units), for prepared targets.
+        per_example_grad: ``(outputs, targets) -> dell``, the hand-written
+            :math:`\partial \ell / \partial o_n`, one row per example, of the
+            outputs' shape.
+        prepare: ``(outputs, targets) -> targets``: checks the targets
+            against the outputs and converts them (integer labels to one-hot
+            for :data:`softmax_cross_entropy`).
+        classification: whether :func:`accuracy` means something for it.
     """
 
     name: str
@@ -67,13 +88,49 @@ class Loss(NamedTuple):
     prepare: Callable[[Array, ArrayLike], Array]
     classification: bool
 
-    def __call__(self, outputs, targets, mask=None):
+    def __call__(
+        self, outputs: ArrayLike, targets: ArrayLike, mask: ArrayLike | None = None
+    ) -> Array:
+        r"""The loss of the batch, :math:`L = \sum_n w_n \, \ell(o_n, t_n)`.
+
+        Args:
+            outputs: the network's outputs, floating point, the batch on the
+                first axis (logits for the cross-entropies).
+            targets: the targets, as the loss takes them (see each loss).
+            mask: per-example weights :math:`m_n` of shape ``(batch,)``
+                (0 for padded examples), or ``None`` for all ones.
+
+        Returns:
+            A scalar of the outputs' dtype.
+
+        Raises:
+            ValueError: when ``outputs`` has no batch axis, or ``targets`` or
+                ``mask`` do not fit the outputs' shape.
+            TypeError: when ``outputs`` is not floating point.
+        """
         outputs, targets, weights = self._inputs(outputs, targets, mask)
         ell = self.per_example(outputs, targets)
         return jnp.sum(weights * ell)
 
-    def grad(self, outputs, targets, mask=None):
-        """``dL/d(outputs)``, the output delta before the last activation."""
+    def grad(
+        self, outputs: ArrayLike, targets: ArrayLike, mask: ArrayLike | None = None
+    ) -> Array:
+        r"""The hand-written :math:`\partial L / \partial o`: the output delta.
+
+        Row ``n`` is :math:`w_n \, \partial \ell / \partial o_n`, where
+        :math:`w_n = 1/B` without a mask. For a network without an output
+        activation (the cross-entropies take logits) this is
+        :math:`\delta_L`; otherwise the last activation's backward multiplies
+        it by :math:`f'(z_L)`.
+
+        Args:
+            outputs: as for calling the loss.
+            targets: likewise.
+            mask: likewise.
+
+        Returns:
+            An array of the outputs' shape and dtype.
+        """
         outputs, targets, weights = self._inputs(outputs, targets, mask)
         dell = self.per_example_grad(outputs, targets)
         return _batch_broadcast(weights, dell) * dell
@@ -142,7 +199,21 @@ def _mse_grad(outputs, targets):
 
 
 mse = Loss("mse", _mse, _mse_grad, _same_shape, classification=False)
-"""Half the squared error summed over the outputs, averaged over the batch."""
+r"""Half the squared error, summed over the output units, averaged over the batch.
+
+.. math::
+
+    \ell(o_n, t_n) = \tfrac12 \lVert o_n - t_n \rVert^2, \qquad
+    \frac{\partial \ell}{\partial o_n} = o_n - t_n,
+    \qquad\text{so}\qquad
+    \frac{\partial L}{\partial o} = \frac{1}{B}(o - t).
+
+``mse.grad`` is the output delta of an identity output layer; under an
+output activation ``f`` its backward multiplies by :math:`f'(z_L)`. The one
+half keeps the factor 2 out of the delta: this is ``n_out / 2`` times the
+"mean over every element" of Keras or ``torch.nn.MSELoss``. ``targets`` must
+have the outputs' shape.
+"""
 
 
 # sigmoid binary cross-entropy, from logits
@@ -166,7 +237,26 @@ sigmoid_binary_cross_entropy = Loss(
     _same_shape,
     classification=True,
 )
-"""Binary cross-entropy of ``sigmoid(logits)``, finite for every finite logit."""
+r"""Binary cross-entropy of ``sigmoid(logits)``, finite for every finite logit.
+
+It takes the logits :math:`z` (no sigmoid on the last layer) and 0/1 or
+probability targets of the same shape. With :math:`p = \sigma(z)`:
+
+.. math::
+
+    \ell(z_n, t_n) = -\sum_j \big[t_{nj} \log p_{nj}
+        + (1 - t_{nj}) \log(1 - p_{nj})\big]
+    = \sum_j \big[\operatorname{softplus}(z_{nj}) - t_{nj} z_{nj}\big],
+
+.. math::
+
+    \frac{\partial \ell}{\partial z_n} = \sigma(z_n) - t_n,
+    \qquad\text{so}\qquad
+    \delta_L = \frac{\partial L}{\partial z} = \frac{1}{B}(p - t).
+
+The softplus form is what the code computes: no ``exp`` overflows and no
+``log(0)`` appears when the sigmoid saturates.
+"""
 
 
 # softmax cross-entropy, from logits
@@ -179,17 +269,18 @@ def _labels_or_probs(logits, targets):
     classes = logits.shape[-1]
     if targets.shape != logits.shape[:-1]:
         raise ValueError(
-            f"integer labels must have shape {logits.shape[:-1]} (the logits' "
-            f"shape {logits.shape} without the class axis); got "
-            f"{targets.shape}."
+            f"targets of integer labels must have shape {logits.shape[:-1]} "
+            f"(the logits' shape {logits.shape} without the class axis); got "
+            f"shape {targets.shape}. Pass one-hot or probability targets of "
+            f"the logits' shape instead if that is what they are."
         )
     values = concrete_values(targets)
     if values is not None and values.size:
         bad = values[(values < 0) | (values >= classes)]
         if bad.size:
             raise ValueError(
-                f"integer labels must lie in [0, {classes}) for logits with "
-                f"{classes} classes; got {np.unique(bad).tolist()}."
+                f"targets of integer labels must lie in [0, {classes}) for "
+                f"logits with {classes} classes; got {np.unique(bad).tolist()}."
             )
     return jax.nn.one_hot(targets, classes, dtype=logits.dtype)
 
@@ -210,7 +301,27 @@ softmax_cross_entropy = Loss(
     _labels_or_probs,
     classification=True,
 )
-"""Cross-entropy of ``softmax(logits)`` against integer labels or probabilities."""
+r"""Cross-entropy of ``softmax(logits)`` against integer labels or probabilities.
+
+It takes the logits :math:`z` (no softmax on the last layer) and either
+integer labels of shape ``(batch,)`` in ``[0, classes)``, one-hot encoded
+first, or one-hot / probability targets of the logits' shape. With
+:math:`p_n = \operatorname{softmax}(z_n)`:
+
+.. math::
+
+    \ell(z_n, t_n) = -\sum_j t_{nj} \log p_{nj}, \qquad
+    \log p_{nj} = z_{nj} - \log \sum_k e^{z_{nk}},
+
+.. math::
+
+    \frac{\partial \ell}{\partial z_n} = p_n \sum_j t_{nj} - t_n,
+    \qquad\text{so}\qquad
+    \delta_L = \frac{\partial L}{\partial z} = \frac{1}{B}(p - t)
+
+for labels or one-hot targets (:math:`\sum_j t_{nj} = 1`); soft targets
+that do not sum to one keep the exact gradient.
+"""
 
 
 def accuracy(outputs: ArrayLike, targets: ArrayLike) -> Array:
@@ -218,7 +329,26 @@ def accuracy(outputs: ArrayLike, targets: ArrayLike) -> Array:
 
     Several outputs: the argmax against an integer label, or against the
     argmax of one-hot / probability targets. One output: the logit's sign
-    against a 0/1 target.
+    against a 0/1 target (logit ``> 0`` predicts 1). Average it, weighted by
+    the batch's mask, for the accuracy.
+
+    Args:
+        outputs: logits of shape ``(batch, classes)``, or ``(batch, 1)`` for
+            a binary classifier.
+        targets: integer labels of shape ``(batch,)``, one-hot or
+            probability targets of the outputs' shape, or 0/1 targets for a
+            single output.
+
+    Returns:
+        An array of shape ``(batch,)`` and the outputs' dtype, 1.0 where the
+        prediction is right and 0.0 where it is wrong.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnet import losses
+        >>> logits = jnp.array([[2.0, 0.5], [0.1, 0.3], [1.0, -1.0]])
+        >>> losses.accuracy(logits, jnp.array([0, 0, 1])).tolist()
+        [1.0, 0.0, 0.0]
     """
     outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
     if outputs.shape[-1] == 1 and outputs.ndim >= 2:
@@ -239,7 +369,18 @@ _BY_NAME = {
 
 
 def get(loss: str | Loss) -> Loss:
-    """Looks up a loss by name; a :class:`Loss` passes through."""
+    """Looks up a loss by name; a :class:`Loss` passes through.
+
+    Args:
+        loss: ``"mse"``, ``"sigmoid_binary_cross_entropy"``,
+            ``"softmax_cross_entropy"``, or a :class:`Loss`.
+
+    Returns:
+        The :class:`Loss`.
+
+    Raises:
+        ValueError: for an unknown name or a value that is not a Loss.
+    """
     if isinstance(loss, Loss):
         return loss
     try:

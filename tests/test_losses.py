@@ -216,13 +216,18 @@ def test_probability_targets_of_the_wrong_shape():
 @pytest.mark.parametrize("labels,bad", [([0, 3, 1], r"\[3\]"), ([-1, 0, 2], r"\[-1\]")])
 def test_integer_labels_outside_the_classes(labels, bad):
     with pytest.raises(
-        ValueError, match=r"integer labels must lie in \[0, 3\).*got " + bad
+        ValueError,
+        match=r"targets of integer labels must lie in \[0, 3\) for logits with 3 "
+        r"classes; got " + bad,
     ):
         losses.softmax_cross_entropy(jnp.zeros((3, 3)), jnp.array(labels))
 
 
 def test_integer_labels_of_the_wrong_shape():
-    with pytest.raises(ValueError, match=r"integer labels must have shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"targets of integer labels must have shape \(3,\) .*got shape \(3, 1\)",
+    ):
         losses.softmax_cross_entropy(jnp.zeros((3, 4)), jnp.zeros((3, 1), jnp.int32))
 
 
