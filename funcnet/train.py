@@ -162,7 +162,7 @@ class FitResult(NamedTuple):
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite.
+    """The training loss, the gradient or the params became NaN or infinite.
 
     Attributes:
         epoch: the epoch, counted from 1.
@@ -302,6 +302,15 @@ def make_step(
         >>> int(ts.step)
         1
     """
+    return _make_step(network, loss, optimizer, mode=mode, norms=False)
+
+
+def _make_step(network, loss, optimizer, *, mode, norms):
+    """:func:`make_step`, and with ``norms`` two more metrics for divergence.
+
+    ``grad_norm`` and ``param_norm`` are the global norms of the gradient and
+    of the params after the update: NaN or infinite when any entry is.
+    """
     value_and_grad = _grad.value_and_grad(network, loss, mode=mode)
 
     def step(train_state, batch):
@@ -316,9 +325,22 @@ def make_step(
         params = optax.apply_updates(params, updates)
         state = state if state is None else aux.state
         train_state = TrainState(params, state, opt_state, count + 1, key)
-        return train_state, batch_metrics(loss, value, aux.outputs, y, mask)
+        metrics = batch_metrics(loss, value, aux.outputs, y, mask)
+        if norms:
+            metrics["grad_norm"] = _global_norm(grads)
+            metrics["param_norm"] = _global_norm(params)
+        return train_state, metrics
 
     return step
+
+
+def _global_norm(tree):
+    """``sqrt(sum(leaf ** 2))`` over every leaf of ``tree``, in float32 or wider."""
+    squares = [
+        jnp.sum(jnp.square(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))))
+        for leaf in jax.tree.leaves(tree)
+    ]
+    return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
 
 
 def batch_metrics(loss, value, outputs, targets, mask=None) -> dict[str, jax.Array]:
@@ -417,7 +439,10 @@ def make_epoch(
         The jitted epoch. ``metrics`` holds the epoch's ``loss`` (and
         ``accuracy`` for classifiers), each batch's value weighted by its
         count of real examples, so that it is the mean over the examples
-        seen; their ``count``; and ``step_loss``, every step's loss.
+        seen; their ``count``; and, one entry per step, ``step_loss`` (its
+        loss), ``step_grad_norm`` (the global norm of its gradient) and
+        ``step_param_norm`` (of the params after its update), which are NaN
+        or infinite from the step where training diverged.
 
     Note:
         Padded rows repeat real examples with weight 0: they add nothing to
@@ -440,7 +465,7 @@ def make_epoch(
     for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False; got {flag!r}.")
-    step = make_step(network, loss, optimizer, mode=mode)
+    step = _make_step(network, loss, optimizer, mode=mode, norms=True)
     split_batch, replicate = _layouts(mesh, data_axis)
 
     def epoch(train_state, x, y):
@@ -460,10 +485,12 @@ def make_epoch(
 
         train_state, per_step = jax.lax.scan(body, train_state, (order, mask))
         counts = per_step.pop("count")
+        norms = {f"step_{k}": per_step.pop(k) for k in ("grad_norm", "param_norm")}
         total = jnp.sum(counts)
         metrics = {k: jnp.sum(v * counts) / total for k, v in per_step.items()}
         metrics["count"] = total
         metrics["step_loss"] = per_step["loss"]
+        metrics |= norms
         return train_state, metrics
 
     return jax.jit(epoch, donate_argnums=(0,) if donate else ())
@@ -665,8 +692,9 @@ def fit(
         A :class:`FitResult`.
 
     Raises:
-        TrainingDivergedError: the training loss became NaN or infinite; the
-            message names the epoch and the step.
+        TrainingDivergedError: the training loss, the gradient's global norm
+            or the params became NaN or infinite; the message names the epoch
+            and the step.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -754,7 +782,7 @@ def fit(
             logs = {
                 k: float(v)
                 for k, v in metrics.items()
-                if k not in ("count", "step_loss")
+                if k != "count" and not k.startswith("step_")
             }
             if val_data is not None:
                 val = evaluate_fn(
@@ -882,16 +910,37 @@ def _copy(tree):
 
 
 def _check_finite(metrics, run):
-    if np.isfinite(metrics["loss"]):
+    """Raises :class:`TrainingDivergedError` at the first step that diverged.
+
+    That is the first step whose loss, gradient norm or new params' norm is
+    NaN or infinite, named by what went first.
+    """
+    loss = np.asarray(metrics["step_loss"])
+    grad_norm = np.asarray(metrics["step_grad_norm"])
+    param_norm = np.asarray(metrics["step_param_norm"])
+    finite = np.isfinite(loss) & np.isfinite(grad_norm) & np.isfinite(param_norm)
+    if finite.all():
         return
-    step_loss = np.asarray(metrics["step_loss"])
-    bad = int(np.flatnonzero(~np.isfinite(step_loss))[0])
+    bad = int(np.flatnonzero(~finite)[0])
+    if not np.isfinite(loss[bad]):
+        what = f"the training loss became {loss[bad]}"
+    elif not np.isfinite(grad_norm[bad]):
+        what = (
+            f"the gradient's global norm became {grad_norm[bad]} (with a loss "
+            f"of {loss[bad]:.6g})"
+        )
+    else:
+        what = (
+            f"the params' global norm became {param_norm[bad]} after the update "
+            f"(with a loss of {loss[bad]:.6g} and a gradient norm of "
+            f"{grad_norm[bad]:.6g})"
+        )
     epoch = run.epoch + 1
-    global_step = int(run.train_state.step) - len(step_loss) + bad
+    global_step = int(run.train_state.step) - len(loss) + bad
     raise TrainingDivergedError(
-        f"the training loss became {step_loss[bad]} at epoch {epoch}, step "
-        f"{bad + 1} of {len(step_loss)} (global step {global_step}); lower the "
-        f"learning rate, clip the gradients, or check the data for NaN.",
+        f"{what} at epoch {epoch}, step {bad + 1} of {len(loss)} (global step "
+        f"{global_step}); lower the learning rate, clip the gradients, or check "
+        f"the data for NaN.",
         epoch=epoch,
         step=bad + 1,
         global_step=global_step,

@@ -450,12 +450,14 @@ def _poison(at_update):
     return optax.GradientTransformation(init, update)
 
 
-def test_nan_loss_stops_naming_epoch_and_step(dataset):
-    # 3 steps an epoch; the update of global step 6 makes the params NaN, so
-    # the loss of global step 7, the second step of epoch 3, is the first NaN.
+def test_nan_params_stop_naming_epoch_and_step(dataset):
+    # 3 steps an epoch; the update of global step 6, the first step of epoch
+    # 3, makes the params NaN while that step's loss and gradient are finite.
     optimizer = optax.chain(optim.sgd(0.01), _poison(6))
     with pytest.raises(
-        train.TrainingDivergedError, match="epoch 3, step 2 of 3"
+        train.TrainingDivergedError,
+        match=r"params' global norm became nan after the update .* epoch 3, "
+        r"step 1 of 3 \(global step 6\)",
     ) as err:
         train.fit(
             layers.mlp(SIZES),
@@ -467,8 +469,78 @@ def test_nan_loss_stops_naming_epoch_and_step(dataset):
             key=jax.random.key(0),
         )
     assert isinstance(err.value, FloatingPointError)
-    assert (err.value.epoch, err.value.step, err.value.global_step) == (3, 2, 7)
+    assert (err.value.epoch, err.value.step, err.value.global_step) == (3, 1, 6)
     assert len(err.value.history["loss"]) == 2
+
+
+def _relu_fit(train_data, **kwargs):
+    return train.fit(
+        layers.mlp(SIZES, "relu"),
+        losses.softmax_cross_entropy,
+        train_data=train_data,
+        key=jax.random.key(0),
+        **kwargs,
+    )
+
+
+def test_a_nan_input_row_stops_a_relu_network(dataset):
+    # Row 5 is in the second batch of the unshuffled first epoch: relu
+    # passes its NaN on to the logits, so that step's loss is NaN.
+    x, y = dataset
+    x = x.at[5, 1].set(jnp.nan)
+    with pytest.raises(
+        train.TrainingDivergedError,
+        match=r"training loss became nan at epoch 1, step 2 of 3 \(global step 1\)",
+    ):
+        _relu_fit(
+            (x, y), optimizer=optim.sgd(0.1), epochs=3, batch_size=4, shuffle=False
+        )
+
+
+def test_params_overflowed_by_the_last_update_stop_the_run(dataset):
+    # One full-batch step: its loss (about 1e3) and gradient are finite, but
+    # a learning rate of 1e38 times a gradient entry above 3.4 overflows
+    # float32, so the params leave the run infinite or NaN. The loss alone,
+    # which no later step computes, would not show it.
+    x, y = dataset
+    with pytest.raises(
+        train.TrainingDivergedError,
+        match=r"params' global norm became (inf|nan) after the update .* epoch 1, "
+        r"step 1 of 1",
+    ):
+        _relu_fit((1e3 * x, y), optimizer=optim.sgd(1e38), epochs=1, batch_size=None)
+
+
+def test_a_nan_gradient_with_a_finite_loss_stops_the_run(key):
+    # A layer that passes its input on unchanged but reports a NaN gradient
+    # for its one param: the loss stays finite, the gradient does not.
+    def init(key, input_shape):
+        del key
+        return input_shape, {"s": jnp.zeros(())}, ()
+
+    def forward(params, state, x, *, key=None, train=True):
+        return x, state, None
+
+    def backward(params, residuals, dy):
+        return {"s": jnp.full((), jnp.nan)}, dy
+
+    broken = layers.Layer(init, forward, backward, name="broken")
+    net = layers.serial(layers.Dense(3), broken)
+    x, y = jnp.ones((8, 3)), jnp.zeros((8,), jnp.int32)
+    with pytest.raises(
+        train.TrainingDivergedError,
+        match=r"gradient's global norm became nan \(with a loss of 1\.\d+\) at "
+        r"epoch 1, step 1 of 2",
+    ):
+        train.fit(
+            net,
+            losses.softmax_cross_entropy,
+            optim.sgd(0.1),
+            (x, y),
+            epochs=2,
+            batch_size=4,
+            key=key,
+        )
 
 
 def test_progress_bar_only_when_asked(dataset, capfd):
