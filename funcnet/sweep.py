@@ -45,6 +45,7 @@ Example:
 import itertools
 import json
 import math
+import numbers
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,27 +84,94 @@ class Hyperparams:
         return tuple(self.values)
 
     def member(self, i: int) -> dict[str, Any]:
-        """Member ``i``'s hyperparameters as Python numbers."""
-        return {name: v[i].item() for name, v in self.values.items()}
+        """Member ``i``'s hyperparameters as Python numbers.
+
+        Args:
+            i: the member's index, from 0.
+
+        Returns:
+            Each name mapped to an ``int`` (``seed``) or a ``float``, the
+            shortest decimal that is the member's float32 value (``0.1``,
+            not ``0.10000000149011612``).
+        """
+        return {name: _python(v[i]) for name, v in self.values.items()}
+
+
+def _python(value):
+    """A numpy scalar as a Python number; float32 by its shortest decimal."""
+    if isinstance(value, np.floating):
+        return float(str(value))
+    return value.item()
+
+
+# The seeds a member may have: jax.random.key's 32-bit seeds.
+_SEED_RANGE = (0, 2**32 - 1)
+
+_READ_BY_SWEEP = ("seed", "l2")
 
 
 def _as_values(name, values):
+    """One hyperparameter's list as a checked numpy array (int64 seeds, float32)."""
     array = np.asarray(values)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(
             f"hyperparameter {name} must be a non-empty list of values; got {values!r}."
         )
     if name == "seed":
-        if not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"seed must list integers; got {values!r}.")
-        return array.astype(np.int32)
-    if not np.issubdtype(array.dtype, np.number):
+        return _as_seeds(array.tolist())
+    if np.iscomplexobj(array):
+        raise ValueError(
+            f"hyperparameter {name} must list real numbers; got the complex "
+            f"values {values!r}."
+        )
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"hyperparameter {name} must list numbers; got {values!r}.")
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):
+        as_float32 = array.astype(np.float32)
+    if not np.all(np.isfinite(as_float32)):
+        bad = array[~np.isfinite(as_float32)].tolist()
+        raise ValueError(
+            f"hyperparameter {name} must list finite float32 numbers; got {bad} "
+            f"in {values!r}."
+        )
+    if name == "l2" and np.any(as_float32 < 0):
+        raise ValueError(
+            f"l2, the L2 strength, must be >= 0; got {array[as_float32 < 0].tolist()} "
+            f"in {values!r}."
+        )
+    return as_float32
+
+
+def _as_seeds(seeds):
+    low, high = _SEED_RANGE
+    for seed in seeds:
+        integral = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+        if not integral or not low <= seed <= high:
+            raise ValueError(
+                f"seed must list integers in [{low}, 2**32 - 1] (jax.random.key's "
+                f"32-bit seeds); got {seed!r} in {seeds!r}."
+            )
+    return np.asarray(seeds, np.int64)
 
 
 def grid(**lists: Sequence) -> Hyperparams:
     """Every combination of the lists (the first name varies slowest).
+
+    Args:
+        **lists: each hyperparameter's name and its values, a non-empty list
+            of finite real numbers. ``seed`` (integers in ``[0, 2**32 - 1]``)
+            seeds each member's init and dropout; ``l2`` (``>= 0``) is the L2
+            strength of the loss; the optimizer and network factories read
+            the others.
+
+    Returns:
+        :class:`Hyperparams` of ``prod(len(values))`` members, of ``shape``
+        the lists' lengths in order.
+
+    Raises:
+        ValueError: no lists, an empty or non-numeric list, a complex or
+            non-finite value, a negative ``l2``, or a seed that is not an
+            integer in range.
 
     Example:
         >>> grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]).shape
@@ -123,6 +191,17 @@ def grid(**lists: Sequence) -> Hyperparams:
 def paired(**lists: Sequence) -> Hyperparams:
     """Lists of equal length, member ``i`` taking the ``i``-th of each.
 
+    Args:
+        **lists: each hyperparameter's name and its values, as in
+            :func:`grid`; every list has the same length ``K``.
+
+    Returns:
+        :class:`Hyperparams` of ``K`` members, of ``shape`` ``(K,)``.
+
+    Raises:
+        ValueError: lists of different lengths (naming each length), or a
+            bad list as in :func:`grid`.
+
     Example:
         >>> paired(learning_rate=[0.1, 0.01], momentum=[0.9, 0.0]).size
         2
@@ -137,6 +216,100 @@ def paired(**lists: Sequence) -> Hyperparams:
             f"{lengths}. Use grid(...) for every combination."
         )
     return Hyperparams(arrays, (next(iter(lengths.values())),))
+
+
+class _MissingHyperparameterError(KeyError):
+    """A factory read a hyperparameter name the sweep does not have.
+
+    A ``KeyError``, so that ``hp.get(name, default)`` still gives the default.
+    """
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class _Reads(Mapping):
+    """A member's hyperparameters, recording which names a factory reads."""
+
+    def __init__(self, values, reader, read):
+        self._values = values
+        self._reader = reader
+        self._read = read
+
+    def __getitem__(self, name):
+        if name not in self._values:
+            raise _MissingHyperparameterError(
+                f"{self._reader} read the hyperparameter {name!r}, which this sweep "
+                f"does not have; its hyperparameters are {sorted(self._values)}."
+            )
+        self._read.add(name)
+        return self._values[name]
+
+    def __contains__(self, name):
+        return name in self._values
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+
+# the factories
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _check_factories(network, loss, optimizer):
+    if not isinstance(loss, _losses.Loss):
+        raise TypeError(
+            f"loss must be a funcnet.losses.Loss, such as "
+            f"losses.softmax_cross_entropy or losses.mse; got {_describe(loss)}."
+        )
+    if not isinstance(network, Layer) and not callable(network):
+        raise TypeError(
+            f"network must be a layers.Layer, or a function hp -> Layer when the "
+            f"network has swept hyperparameters, e.g. lambda hp: layers.mlp(sizes, "
+            f"dropout=hp['dropout']); got {_describe(network)}."
+        )
+    if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
+        raise TypeError(
+            f"optimizer must be a function hp -> GradientTransformation, e.g. "
+            f"lambda hp: optim.sgd(hp['learning_rate']); got {_describe(optimizer)}."
+        )
+
+
+def _build(network, optimizer, hp, reads):
+    """One member's network and optimizer from its hyperparameters ``hp``."""
+    tx = optimizer(_Reads(hp, "optimizer", reads))
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer(hp) must return an optax.GradientTransformation; got "
+            f"{_describe(tx)}."
+        )
+    if isinstance(network, Layer):
+        return network, tx
+    net = network(_Reads(hp, "network", reads))
+    if not isinstance(net, Layer):
+        raise TypeError(
+            f"network(hp) must return a layers.Layer; got {_describe(net)}."
+        )
+    return net, tx
+
+
+def _check_all_read(names, reads):
+    unread = sorted(set(names) - set(reads) - set(_READ_BY_SWEEP))
+    if unread:
+        raise ValueError(
+            f"the hyperparameters {unread} are never read: neither the optimizer "
+            f"nor the network reads them, and the sweep itself reads only "
+            f"{list(_READ_BY_SWEEP)}. Is one misspelt? The factories read "
+            f"{sorted(reads)}."
+        )
 
 
 # the compiled program
@@ -174,16 +347,19 @@ def _make_member_run(
     min_delta,
     has_val,
     has_test,
+    reads,
 ):
-    """The training run of one member, a pure function to ``vmap``."""
+    """The training run of one member, a pure function to ``vmap``.
+
+    The names its factories read while it is traced are added to ``reads``.
+    """
     maximize = monitor.endswith("accuracy")
 
     def run(hp, data_key, train_x, train_y, val_x, val_y, test_x, test_y):
-        net = network(hp) if not isinstance(network, Layer) else network
+        net, tx = _build(network, optimizer, hp, reads)
         value_and_grad = _grad.value_and_grad(
             net, loss, mode=mode, l2=hp.get("l2", 0.0)
         )
-        tx = optimizer(hp)
         member_key = jax.random.key(hp["seed"])
         init_key, dropout_key = jax.random.split(member_key)
         _, params, state = net.init(init_key, input_shape)
@@ -525,10 +701,53 @@ def make_sweep(
 ) -> Callable[[Hyperparams], SweepResult]:
     """Compiles a sweep once; the result trains any members given to it.
 
-    Takes the arguments of :func:`run` but the hyperparameters, and returns
-    ``sweep_fn(hyperparams) -> SweepResult``. Calls with the same number of
-    members and the same hyperparameter names reuse one compilation.
+    Args:
+        network: a :class:`~funcnet.layers.Layer`, or ``hp -> Layer`` when the
+            network itself has swept hyperparameters (a dropout rate).
+        loss: the :class:`~funcnet.losses.Loss`.
+        optimizer: ``hp -> optax.GradientTransformation``, such as
+            ``lambda hp: optim.sgd(hp["learning_rate"])``; ``hp`` maps each
+            hyperparameter name to the member's value.
+        train: the training data ``(x, y)``, shared by every member.
+        val: validation data ``(x, y)``, evaluated every epoch; early
+            stopping watches it.
+        test: test data ``(x, y)``, evaluated on each member's best params.
+        epochs: the most epochs a member trains.
+        batch_size: the minibatch size, or ``None`` for full batch.
+        mode: ``"manual"`` (hand-written backward) or ``"autodiff"``.
+        monitor: the metric early stopping watches: by default ``"val_loss"``
+            with validation data, else ``"train_loss"``; the ``*_accuracy``
+            metrics are maximised, losses minimised.
+        patience: epochs without improvement (by more than ``min_delta``)
+            before a member stops; ``None`` never stops early.
+        min_delta: the least change that counts as an improvement.
+        data_seed: seeds the minibatch order, shared by all members.
+        devices: split the members across these devices; by default all
+            local devices when there are several.
+        mesh: or split them across every device of this
+            ``jax.sharding.Mesh``.
+        trace_counter: called each time the program is traced.
+
+    Returns:
+        ``sweep_fn(hyperparams) -> SweepResult``. Calls with the same number
+        of members and the same hyperparameter names reuse one compilation.
+        Each call first builds every member's optimizer and network from its
+        concrete values, so that their own checks (a negative learning rate,
+        a dropout rate outside ``[0, 1)``) reject a bad member before any
+        training, and a hyperparameter that no factory reads (other than
+        ``seed`` and ``l2``) is a ``ValueError``: it is most likely misspelt.
+        A factory that reads a name the sweep lacks raises a ``KeyError``
+        listing the names it has. ``sweep_fn.lower(hyperparams)`` returns the
+        program's ``jax.stages.Lowered``, to read its HLO.
+
+    Raises:
+        TypeError: ``optimizer`` is not a function (an optimizer itself, say),
+            ``network`` is neither a layer nor a function, or ``loss`` is not a
+            :class:`~funcnet.losses.Loss`.
+        ValueError: a bad ``epochs``, ``patience``, ``monitor``, data set or
+            device choice.
     """
+    _check_factories(network, loss, optimizer)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer; got {epochs!r}.")
     if patience is not None and (
@@ -546,6 +765,7 @@ def make_sweep(
     if monitor not in known:
         raise ValueError(f"monitor must be one of {known}; got {monitor!r}.")
 
+    traced_reads = set()
     member_run = _make_member_run(
         network,
         loss,
@@ -559,6 +779,7 @@ def make_sweep(
         min_delta=min_delta,
         has_val=val is not None,
         has_test=test is not None,
+        reads=traced_reads,
     )
     empty = jnp.zeros((0,))
     data = (*train, *(val or (empty, empty)), *(test or (empty, empty)))
@@ -594,24 +815,60 @@ def make_sweep(
                 check_vma=False,
             )
         )
+    compiled = {}
 
-    def sweep_fn(hyperparams: Hyperparams) -> SweepResult:
+    def prepare(hyperparams):
+        """Checks every member concretely; the program and its stacked inputs."""
         if not isinstance(hyperparams, Hyperparams):
             raise TypeError(
                 f"hyperparams must come from sweep.grid(...) or sweep.paired(...); "
                 f"got {type(hyperparams).__name__}."
             )
-        values = dict(hyperparams.values)
-        values.setdefault("seed", np.zeros(hyperparams.size, np.int32))
+        values = {k: _as_values(k, v) for k, v in hyperparams.values.items()}
         size = hyperparams.size
+        if any(len(v) != size for v in values.values()):
+            raise ValueError(
+                f"hyperparams of size {size} must hold {size} values a name; got "
+                f"{ {k: len(v) for k, v in values.items()} }."
+            )
+        values.setdefault("seed", np.zeros(size, np.int64))
+        reads = set()
+        checked = Hyperparams(values, (size,))
+        for i in range(size):
+            _build(network, optimizer, checked.member(i), reads)
         shards = len(devices) if len(devices) > 1 and size > 1 else 1
         padded = -(-size // shards) * shards
         # Pad with copies of member 0 so every device gets as many; dropped below.
         stacked = {
-            k: jnp.asarray(np.concatenate([v, np.repeat(v[:1], padded - size)]))
+            k: jnp.asarray(
+                np.concatenate([v, np.repeat(v[:1], padded - size)]).astype(
+                    np.uint32 if k == "seed" else np.float32
+                )
+            )
             for k, v in values.items()
         }
-        out = jax.device_get(programs[shards](stacked, data_key, *data))
+        return programs[shards], stacked, reads
+
+    def lower(hyperparams: Hyperparams) -> jax.stages.Lowered:
+        program, stacked, _ = prepare(hyperparams)
+        return program.lower(stacked, data_key, *data)
+
+    def sweep_fn(hyperparams: Hyperparams) -> SweepResult:
+        program, stacked, reads = prepare(hyperparams)
+        signature = (
+            id(program),
+            tuple((k, v.shape, v.dtype) for k, v in stacked.items()),
+        )
+        if signature not in compiled:
+            traced_reads.clear()
+            lowered = program.lower(stacked, data_key, *data)
+            _check_all_read(hyperparams.names, reads | traced_reads)
+            compiled[signature] = (lowered.compile(), frozenset(traced_reads))
+        executable, more_reads = compiled[signature]
+        _check_all_read(hyperparams.names, reads | more_reads)
+
+        size = hyperparams.size
+        out = jax.device_get(executable(stacked, data_key, *data))
         out = jax.tree.map(lambda a: np.asarray(a)[:size], out)
         return SweepResult(
             hyperparams=hyperparams,
@@ -625,6 +882,7 @@ def make_sweep(
             best_state=out["best_state"],
         )
 
+    sweep_fn.lower = lower
     return sweep_fn
 
 

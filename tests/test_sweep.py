@@ -277,3 +277,165 @@ def test_a_non_finite_validation_loss_means_diverged():
     assert result.status == ["finished", "diverged"]
     np.testing.assert_array_equal(result.history["val_loss"][0], [0.0, 0.0, 0.0])
     assert np.all(np.isnan(result.history["val_loss"][1, 1:]))
+
+
+# bad input
+
+
+def quadratic(**overrides):
+    """The arguments of a small sweep on 0.5 (w - 3)^2, to be overridden."""
+    x, t = np.ones((1, 1), np.float32), np.full((1, 1), 3.0, np.float32)
+    return (
+        dict(
+            network=layers.Dense(1, W_init="zeros", use_bias=False),
+            loss=losses.mse,
+            optimizer=sgd_of,
+            train=(x, t),
+            epochs=2,
+            batch_size=None,
+        )
+        | overrides
+    )
+
+
+@pytest.mark.parametrize(
+    "lists, message",
+    [
+        (
+            dict(seed=[2**40]),
+            r"seed must list integers in \[0, 2\*\*32 - 1\].*got 1099511627776",
+        ),
+        (dict(seed=[-1]), r"seed must list integers in .*got -1"),
+        (dict(seed=[0.5]), r"seed must list integers"),
+        (dict(learning_rate=[0.1, 0.1 + 1j]), r"learning_rate must list real numbers"),
+        (dict(learning_rate=[0.1, np.nan]), r"learning_rate must list finite"),
+        (
+            dict(momentum=[1e39]),
+            r"momentum must list finite float32 numbers; got \[1e\+39\]",
+        ),
+        (dict(l2=[0.0, -1e-3]), r"l2, the L2 strength, must be >= 0; got \[-0.001\]"),
+        (dict(dropout=[True, False]), r"dropout must list numbers"),
+    ],
+)
+def test_bad_hyperparameter_values_name_the_hyperparameter(lists, message):
+    for make in (sweep.grid, sweep.paired):
+        with pytest.raises(ValueError, match=message):
+            make(**lists)
+
+
+def test_the_largest_seed_is_jax_random_keys():
+    import jax
+
+    net = layers.Dense(1)
+    result = sweep.run(
+        **quadratic(network=net, optimizer=lambda hp: optim.sgd(0.0), epochs=1),
+        hyperparams=sweep.paired(seed=[2**32 - 1, 7]),
+    )
+    for i, seed in enumerate([2**32 - 1, 7]):
+        _, params, _ = net.init(jax.random.split(jax.random.key(seed))[0], (1,))
+        np.testing.assert_array_equal(result.best_params["W"][i], params["W"])
+
+
+def test_a_misspelt_hyperparameter_is_an_error_before_training():
+    traces = []
+    sweep_fn = sweep.make_sweep(**quadratic(trace_counter=lambda: traces.append(1)))
+    hp = sweep.paired(learning_rate=[0.1, 0.1], wieght_decay=[0.0, 1.0])
+    with pytest.raises(
+        ValueError, match=r"\['wieght_decay'\] are never read.*read \['learning_rate'\]"
+    ):
+        sweep_fn(hp)
+    # The error comes from tracing, before compiling or training; the
+    # sweep stays usable.
+    assert sweep_fn(sweep.paired(learning_rate=[0.1, 0.2])).status == ["finished"] * 2
+
+
+def test_a_missing_hyperparameter_lists_the_names_there_are():
+    kwargs = quadratic(optimizer=lambda hp: optim.sgd(hp["lr"]))
+    hp = sweep.paired(learning_rate=[0.1], seed=[0])
+    with pytest.raises(
+        KeyError,
+        match=r"optimizer read the hyperparameter 'lr', which this sweep does not "
+        r"have; its hyperparameters are \['learning_rate', 'seed'\]",
+    ):
+        sweep.run(hyperparams=hp, **kwargs)
+
+
+def test_optional_and_lazily_read_hyperparameters_count_as_read():
+    def optimizer(hp):
+        # A default through get, and a schedule that reads when it is called.
+        momentum = hp.get("momentum", 0.0)
+        return optim.sgd(lambda count: hp["learning_rate"], momentum=momentum)
+
+    hp = sweep.paired(learning_rate=[0.1, 0.01])
+    result = sweep.run(hyperparams=hp, **quadratic(optimizer=optimizer, epochs=50))
+    # w_50 = 3 (1 - (1 - lr)^50): the schedule read each member's rate.
+    np.testing.assert_allclose(
+        result.best_params["W"].ravel(), [2.984539, 1.184982], rtol=1e-5
+    )
+    both = sweep.paired(learning_rate=[0.1, 0.1], momentum=[0.0, 0.5])
+    result = sweep.run(hyperparams=both, **quadratic(optimizer=optimizer))
+    assert result.best_params["W"][0] != result.best_params["W"][1]
+
+
+@pytest.mark.parametrize(
+    "argument, value, error, message",
+    [
+        (
+            "optimizer",
+            optim.sgd(0.1),
+            TypeError,
+            r"optimizer must be a function hp -> GradientTransformation, e\.g\. "
+            r"lambda hp: optim\.sgd\(hp\['learning_rate'\]\); "
+            r"got GradientTransformation",
+        ),
+        (
+            "optimizer",
+            lambda hp: hp["learning_rate"],
+            TypeError,
+            r"optimizer\(hp\) must return an optax\.GradientTransformation; "
+            r"got float 0\.1",
+        ),
+        (
+            "network",
+            "mlp",
+            TypeError,
+            r"network must be a layers\.Layer, or a function hp -> Layer .*; "
+            r"got str 'mlp'",
+        ),
+        (
+            "network",
+            lambda hp: "mlp",
+            TypeError,
+            r"network\(hp\) must return a layers\.Layer; got str 'mlp'",
+        ),
+        (
+            "loss",
+            jnp.sum,
+            TypeError,
+            r"loss must be a funcnet\.losses\.Loss, such as .*; "
+            r"got function <function sum",
+        ),
+    ],
+)
+def test_bad_factories_and_loss_name_the_argument(argument, value, error, message):
+    with pytest.raises(error, match=message):
+        sweep.run(
+            hyperparams=sweep.paired(learning_rate=[0.1]),
+            **quadratic(**{argument: value}),
+        )
+
+
+def test_each_members_values_meet_the_factories_checks_before_tracing():
+    traces = []
+    kwargs = quadratic(trace_counter=lambda: traces.append(1))
+    with pytest.raises(
+        ValueError, match=r"learning_rate must lie in \[0.0, inf\); got \[?-0.1\]?\."
+    ):
+        sweep.run(hyperparams=sweep.paired(learning_rate=[0.1, -0.1]), **kwargs)
+    net = lambda hp: layers.serial(layers.Dropout(hp["rate"]), layers.Dense(1))  # noqa: E731
+    with pytest.raises(ValueError, match=r"rate"):
+        sweep.run(
+            hyperparams=sweep.paired(learning_rate=[0.1, 0.1], rate=[0.5, 1.5]),
+            **(kwargs | {"network": net}),
+        )
+    assert traces == []
