@@ -103,7 +103,7 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
         raise TypeError(
             f"metadata must be a dict or None; got {type(metadata).__name__}."
         )
-    metadata = _jsonable({} if metadata is None else metadata, "metadata")
+    metadata = _as_json({} if metadata is None else metadata, "metadata")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
 
     arrays, entries = {}, []
@@ -352,10 +352,29 @@ def _path_mismatch(path, saved, expected) -> str:
     )
 
 
-def _jsonable(value, where):
-    """``value`` with numpy scalars and arrays as Python numbers and lists.
+def _as_json(value, where: str = "metadata"):
+    """``value`` as JSON stores it, numpy numbers and arrays converted.
 
-    Anything else JSON cannot hold is a ``TypeError`` naming where it is.
+    Numpy and JAX numbers and arrays become Python numbers and lists, and
+    tuples lists, so that the value compares equal to what
+    :func:`read_metadata` gives back after a save.
+
+    Args:
+        value: a dict, list, tuple, number, string, boolean or ``None``,
+            nested; numpy and JAX numbers and arrays are converted.
+        where: the name of ``value`` in a ``TypeError``'s message.
+
+    Returns:
+        The value that :func:`read_metadata` gives back after a save.
+
+    Raises:
+        TypeError: ``value`` holds something else; the message names its key.
+
+    Example:
+        >>> import numpy as np
+        >>> from funcnet import checkpoint
+        >>> checkpoint._as_json({"lr": np.float32(0.5), "sizes": (64, 10)})
+        {'lr': 0.5, 'sizes': [64, 10]}
     """
     if isinstance(value, dict):
         out = {}
@@ -365,10 +384,10 @@ def _jsonable(value, where):
                     f"{where} has the key {key!r} of type {type(key).__name__}; "
                     f"checkpoint metadata is JSON, whose keys are strings."
                 )
-            out[key] = _jsonable(item, f"{where}[{key!r}]")
+            out[key] = _as_json(item, f"{where}[{key!r}]")
         return out
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_as_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.generic, np.ndarray, jax.Array)):

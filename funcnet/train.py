@@ -633,6 +633,7 @@ def fit(
     donate: bool = True,
     mesh: Mesh | None = None,
     data_axis: str = "data",
+    run_config: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Trains for up to ``epochs`` epochs, with validation and early stopping.
 
@@ -671,7 +672,10 @@ def fit(
             last epoch run); ``None`` saves after the last epoch only.
         resume: continue from ``checkpoint_dir``'s checkpoint when there is
             one (train state, history, early-stopping counters and best
-            params), else start afresh.
+            params), else start afresh. The checkpoint must come from a run
+            with the same data size, batching, gradient mode, early stopping
+            and ``run_config``; a difference raises ``ValueError`` naming the
+            setting, with its saved and its given value.
         progress: show a tqdm bar over epochs with the loss and accuracy
             (needs ``tqdm``); the library is silent otherwise.
         callback: called as ``callback(epoch, logs, train_state)`` after
@@ -687,6 +691,11 @@ def fit(
             minibatch is split along ``data_axis`` (see :func:`make_epoch`).
             A checkpoint saved this way restores on any number of devices.
         data_axis: the mesh axis the batch is split along.
+        run_config: the settings of the run that the train state does not
+            show, such as the learning rate or the activation, as a dict of
+            JSON values: saved with every checkpoint, and compared with the
+            saved ones on resume, so that a changed setting cannot continue
+            a run silently.
 
     Returns:
         A :class:`FitResult`.
@@ -734,6 +743,12 @@ def fit(
             f"key must be a JAX PRNG key such as jax.random.key(0); got "
             f"{type(key).__name__}: {key!r}."
         )
+    if run_config is not None and not isinstance(run_config, Mapping):
+        raise ValueError(
+            f"run_config must be a dict of JSON values or None; got "
+            f"{type(run_config).__name__}: {run_config!r}."
+        )
+    run_config = _checkpoint._as_json(dict(run_config or {}), "run_config")
     x, y = _stage("train_data", train_data)
     if val_data is not None:
         val_x, val_y = _stage("val_data", val_data)
@@ -762,7 +777,7 @@ def fit(
         "shuffle": shuffle,
         "drop_last": drop_last,
     }
-    run = _Run(train_state, early_stopping)
+    run = _Run(train_state, early_stopping, run_config)
     path = (
         None
         if checkpoint_dir is None
@@ -818,9 +833,10 @@ def fit(
 class _Run:
     """The mutable bookkeeping of one fit: epoch count, history, best so far."""
 
-    def __init__(self, train_state, early_stopping):
+    def __init__(self, train_state, early_stopping, run_config):
         self.train_state = train_state
         self.early_stopping = early_stopping
+        self.run_config = run_config
         self.epoch = 0
         self.history: dict[str, list[float]] = {}
         self.best = None
@@ -866,22 +882,42 @@ class _Run:
             "best_value": self.best_value,
             "wait": self.wait,
             "stopped_epoch": self.stopped_epoch,
-            "early_stopping": None
-            if self.early_stopping is None
-            else self.early_stopping._asdict(),
+            "early_stopping": self._early_stopping_settings(),
             "config": config,
+            "run_config": self.run_config,
         }
         _checkpoint.save(path, tree, metadata=metadata)
 
-    def restore(self, path, config):
-        template = {"train_state": self.train_state, "best": self.best_tree()}
-        tree, metadata = _checkpoint.restore(path, template)
-        if metadata["config"] != config:
+    def _early_stopping_settings(self):
+        stop = self.early_stopping
+        return None if stop is None else _checkpoint._as_json(stop._asdict())
+
+    def check_settings(self, path, metadata, config):
+        """Raises ``ValueError`` when the checkpoint's run had other settings."""
+        stop, saved_stop = self._early_stopping_settings(), metadata["early_stopping"]
+        difference = _first_difference(metadata["config"], config)
+        if difference is None and (saved_stop is None) != (stop is None):
+            difference = ("early_stopping", saved_stop, self.early_stopping)
+        if difference is None:
+            difference = _first_difference(
+                saved_stop or {}, stop or {}, "early_stopping.{}"
+            )
+        if difference is None:
+            difference = _first_difference(
+                metadata.get("run_config", {}), self.run_config, "run_config[{!r}]"
+            )
+        if difference is not None:
+            name, before, now = difference
             raise ValueError(
                 f"the checkpoint {str(path)!r} was written by a run with "
-                f"{metadata['config']}, but this one has {config}; resume only "
-                f"with the same data and batching, or use a new checkpoint_dir."
+                f"{name}={before!r}, but this one has {name}={now!r}; resume only "
+                f"with the same settings, or use a new checkpoint_dir."
             )
+
+    def restore(self, path, config):
+        self.check_settings(path, _checkpoint.read_metadata(path), config)
+        template = {"train_state": self.train_state, "best": self.best_tree()}
+        tree, metadata = _checkpoint.restore(path, template)
         self.train_state = tree["train_state"]
         self.epoch = metadata["epoch"]
         self.history = {k: list(v) for k, v in metadata["history"].items()}
@@ -902,6 +938,27 @@ class _Run:
             self.best_epoch,
             self.stopped_epoch,
         )
+
+
+class _Missing:
+    def __repr__(self):
+        return "<not set>"
+
+
+_MISSING = _Missing()
+
+
+def _first_difference(saved, given, label="{}"):
+    """``(name, saved value, given value)`` of the first setting that differs.
+
+    ``None`` when the two dicts agree; a setting only one has is
+    ``<not set>`` in the other. ``label`` formats the setting's name.
+    """
+    for name in [*given, *(name for name in saved if name not in given)]:
+        before, now = saved.get(name, _MISSING), given.get(name, _MISSING)
+        if before != now:
+            return label.format(name), before, now
+    return None
 
 
 def _copy(tree):

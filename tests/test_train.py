@@ -343,6 +343,72 @@ def test_fit_resumes_from_its_checkpoint_exactly(dataset, tmp_path):
         _fit(dataset, epochs=6, batch_size=5, checkpoint_dir=tmp_path, resume=True)
 
 
+@pytest.mark.parametrize(
+    "given,message",
+    [
+        (
+            {"early_stopping": train.EarlyStopping("val_loss", patience=4)},
+            "early_stopping.patience=3, but this one has early_stopping.patience=4",
+        ),
+        (
+            {"early_stopping": train.EarlyStopping("val_accuracy", "max", 3)},
+            "early_stopping.monitor='val_loss', but this one has "
+            "early_stopping.monitor='val_accuracy'",
+        ),
+        (
+            {
+                "early_stopping": train.EarlyStopping(
+                    "val_loss", patience=3, min_delta=0.1
+                )
+            },
+            "early_stopping.min_delta=0.0, but this one has "
+            "early_stopping.min_delta=0.1",
+        ),
+        (
+            {"early_stopping": None},
+            "early_stopping={'monitor': 'val_loss', .*}, but this one has "
+            "early_stopping=None",
+        ),
+        (
+            {"run_config": {"lr": 0.02, "activation": "relu"}},
+            r"run_config\['lr'\]=0.01, but this one has run_config\['lr'\]=0.02",
+        ),
+        (
+            {"run_config": {"lr": 0.01}},
+            r"run_config\['activation'\]='relu', but this one has "
+            r"run_config\['activation'\]=<not set>",
+        ),
+        ({"batch_size": 5}, "batch_size=4, but this one has batch_size=5"),
+    ],
+)
+def test_resume_with_other_settings_names_the_setting(
+    dataset, tmp_path, given, message
+):
+    settings = {
+        "early_stopping": train.EarlyStopping("val_loss", patience=3),
+        "run_config": {"lr": np.float64(0.01), "activation": "relu"},
+    }
+    _fit(dataset, val_data=dataset, epochs=2, checkpoint_dir=tmp_path, **settings)
+    with pytest.raises(ValueError, match=f"written by a run with {message}"):
+        _fit(
+            dataset,
+            val_data=dataset,
+            epochs=3,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            **(settings | given),
+        )
+    # The same settings resume.
+    _fit(
+        dataset,
+        val_data=dataset,
+        epochs=3,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        **settings,
+    )
+
+
 def test_early_stopping_returns_the_best_epochs_params(dataset):
     scripted = iter([1.0, 0.8, 0.7, 0.75, 0.9, 0.95, 0.6])
     stop = train.EarlyStopping("val_loss", mode="min", patience=3, min_delta=0.0)
