@@ -1,12 +1,19 @@
 """Validation shared by every piece.
 
-Checks run on concrete values only: a tracer (a learning rate swept under
-``vmap``, say) passes unchecked, since its value is not known at trace time.
+Types are checked always: a hyperparameter is a real number, an array or a
+tracer of a real (integer or floating) dtype, or, where the argument takes
+one, a schedule (a callable of the step count). Strings, ``None``, booleans,
+complex values and other callables are rejected with a ``ValueError`` naming
+the argument. Ranges are checked on concrete values only: a tracer (a
+learning rate swept under ``vmap``, say) passes, since its value is not known
+at trace time, and so does a schedule.
 """
 
 import numbers
+import reprlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -22,6 +29,61 @@ def concrete_values(value):
     return np.asarray(value)
 
 
+def describe(value) -> str:
+    """A short description of ``value`` for an error message."""
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    if callable(value):
+        return f"the callable {getattr(value, '__qualname__', type(value).__name__)}"
+    return f"{reprlib.repr(value)} of type {type(value).__name__}"
+
+
+def _dtype(value):
+    """The dtype ``value`` would have as an array, or ``None`` if it has none."""
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        return value.dtype
+    if isinstance(value, numbers.Number):
+        return np.asarray(value).dtype
+    return None
+
+
+def check_number(
+    name: str, value, *, schedule: bool = False, schedule_hint: str = ""
+) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number, array or tracer.
+
+    With ``schedule=True`` a callable (a schedule of the step count) passes
+    too; otherwise it is rejected, and ``schedule_hint`` (a sentence such as
+    "Only learning_rate and weight_decay take schedules.") ends the message.
+    Booleans, complex values, strings, ``None`` and lists are rejected: a
+    bool is not taken for a number, and a list must become an array first.
+    """
+    if callable(value):
+        if schedule:
+            return
+        hint = f" {schedule_hint}" if schedule_hint else ""
+        raise ValueError(
+            f"{name} takes no schedule: it must be a number, array or tracer; "
+            f"got {describe(value)}.{hint}"
+        )
+    dtype = _dtype(value)
+    if dtype is not None and (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ):
+        return
+    if schedule:
+        expected = "a number, array, tracer or schedule"
+    else:
+        expected = "a number, array or tracer"
+    if dtype is not None:
+        fix = " Its dtype must be real: integer or floating, not bool or complex."
+    elif isinstance(value, (list, tuple)):
+        fix = " Pass an array (jnp.asarray) instead of a sequence."
+    else:
+        fix = ""
+    raise ValueError(f"{name} must be {expected}; got {describe(value)}.{fix}")
+
+
 def check_range(
     name: str,
     value,
@@ -30,11 +92,16 @@ def check_range(
     *,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
+    schedule: bool = False,
+    schedule_hint: str = "",
 ) -> None:
-    """Raise ``ValueError`` when a concrete ``value`` lies outside the range.
+    """Raise ``ValueError`` when ``value`` is no number or lies outside the range.
 
-    Every element of an array is checked; tracers and schedules pass.
+    The type is checked first (:func:`check_number`, with ``schedule`` and
+    ``schedule_hint``); then every element of a concrete array is checked
+    against the range. Tracers and schedules pass the range check.
     """
+    check_number(name, value, schedule=schedule, schedule_hint=schedule_hint)
     values = concrete_values(value)
     if values is None:
         return
