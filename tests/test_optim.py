@@ -1,5 +1,7 @@
 """funcnet.optim against optax, closed forms and hand calculations."""
 
+import inspect
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -109,7 +111,22 @@ CASES = [
         lambda: optim.rmsprop(cosine, momentum=0.5),
         lambda: optax.rmsprop(cosine, momentum=0.5),
     ),
+    (
+        "rmsprop-eps-1-inside",
+        lambda: optim.rmsprop(0.01, decay=0.9, eps=1.0),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1.0),
+    ),
+    (
+        "rmsprop-eps-1-outside",
+        lambda: optim.rmsprop(0.01, decay=0.9, eps=1.0, eps_in_sqrt=False),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1.0, eps_in_sqrt=False),
+    ),
     ("adam", lambda: optim.adam(0.01), lambda: optax.adam(0.01)),
+    (
+        "adam-eps-1e-3",
+        lambda: optim.adam(0.01, eps=1e-3),
+        lambda: optax.adam(0.01, eps=1e-3),
+    ),
     (
         "adam-eps-root",
         lambda: optim.adam(0.01, b1=0.8, b2=0.99, eps=1e-3, eps_root=1e-8),
@@ -414,7 +431,31 @@ BAD = [
     ),
     (
         lambda: optim.torch.adam(betas=(0.9, 0.99, 0.999)),
-        r"betas must be a pair \(beta1, beta2\); got 3 values\.",
+        r"betas must be a pair \(beta1, beta2\); got \(0.9, 0.99, 0.999\) of type "
+        r"tuple\. Pass, for example, betas=\(0.9, 0.999\)\.",
+    ),
+    (
+        lambda: optim.torch.adam(betas=0.9),
+        r"betas must be a pair \(beta1, beta2\); got 0.9 of type float\.",
+    ),
+    (
+        lambda: optim.torch.adamw(betas=lambda count: 0.9),
+        r"betas must be a pair \(beta1, beta2\); got the callable ",
+    ),
+    (
+        lambda: optim.sgd(0.1, momentum=jnp.array([0.9, 0.0]), nesterov=True),
+        r"nesterov=True needs a momentum above 0; got momentum=\[0.899.*, 0.0\]\. "
+        r"Pass a momentum such as 0.9 \(every member above 0, for an array\), or "
+        r"nesterov=False\.",
+    ),
+    (
+        lambda: optim.rmsprop(0.1, momentum=np.array([0.0, 0.5]), nesterov=True),
+        r"nesterov=True needs a momentum above 0; got momentum=\[0.0, 0.5\]\.",
+    ),
+    (
+        lambda: optim.torch.sgd(momentum=np.array([0.9, 0.0]), nesterov=True),
+        r"nesterov=True needs a momentum above 0 and dampening=0; "
+        r"got momentum=\[0.9, 0.0\], dampening=0.0\. Change one of them",
     ),
     (lambda: optim.torch.adamw(weight_decay=-1.0), r"weight_decay .*; got -1.0"),
     (
@@ -427,6 +468,124 @@ BAD = [
 @pytest.mark.parametrize("make, message", BAD, ids=range(len(BAD)))
 def test_out_of_range_hyperparameters_raise(make, message):
     with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_nesterov_accepts_a_momentum_array_with_no_zero_member():
+    momentum = jnp.array([0.9, 0.5])
+    optim.sgd(0.1, momentum=momentum, nesterov=True)
+    optim.rmsprop(0.1, momentum=momentum, nesterov=True)
+    optim.torch.sgd(momentum=momentum, nesterov=True)
+
+
+# Only learning_rate (lr) and weight_decay take schedules; a callable anywhere
+# else is rejected when the optimizer is built, not at its first update.
+
+OPTAX_HINT = r"Only learning_rate and weight_decay take schedules\.$"
+TORCH_HINT = r"Only lr and weight_decay take schedules\.$"
+NOT_SCHEDULES = [
+    (optim.sgd, (0.1,), "momentum", OPTAX_HINT),
+    *[(optim.rmsprop, (0.1,), n, OPTAX_HINT) for n in ("decay", "eps")],
+    *[(optim.rmsprop, (0.1,), n, OPTAX_HINT) for n in ("initial_scale", "momentum")],
+    *[(optim.adam, (0.1,), n, OPTAX_HINT) for n in ("b1", "b2", "eps", "eps_root")],
+    *[(optim.adamw, (0.1,), n, OPTAX_HINT) for n in ("b1", "b2", "eps", "eps_root")],
+    *[(optim.scale_by_rms, (), n, OPTAX_HINT) for n in ("decay", "eps")],
+    (optim.scale_by_rms, (), "initial_scale", OPTAX_HINT),
+    *[(optim.scale_by_stddev, (), n, OPTAX_HINT) for n in ("decay", "eps")],
+    (optim.scale_by_stddev, (), "initial_scale", OPTAX_HINT),
+    *[(optim.scale_by_adam, (), n, OPTAX_HINT) for n in ("b1", "b2", "eps")],
+    (optim.scale_by_adam, (), "eps_root", OPTAX_HINT),
+    (optim.trace, (), "decay", OPTAX_HINT),
+    *[(optim.dampened_trace, (), n, OPTAX_HINT) for n in ("decay", "dampening")],
+    *[(optim.torch.sgd, (), n, TORCH_HINT) for n in ("momentum", "dampening")],
+    *[(optim.torch.rmsprop, (), n, TORCH_HINT) for n in ("alpha", "eps", "momentum")],
+    (optim.torch.adam, (), "eps", TORCH_HINT),
+    (optim.torch.adamw, (), "eps", TORCH_HINT),
+]
+
+
+@pytest.mark.parametrize(
+    "make, args, name, hint",
+    NOT_SCHEDULES,
+    ids=[
+        f"{make.__module__[7:]}.{make.__name__}-{n}" for make, _, n, _ in NOT_SCHEDULES
+    ],
+)
+@pytest.mark.parametrize(
+    "schedule",
+    [lambda count: 0.9, optax.constant_schedule(0.9)],
+    ids=["lambda", "optax"],
+)
+def test_a_schedule_for_a_hyperparameter_that_takes_none_raises(
+    make, args, name, hint, schedule
+):
+    kwargs = {"decay": 0.9} if make in (optim.trace, optim.dampened_trace) else {}
+    kwargs[name] = schedule
+    message = rf"^{name} takes no schedule: it must be a number, array or tracer; "
+    with pytest.raises(ValueError, match=message + r"got the callable .*" + hint):
+        make(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda f: optim.torch.adam(betas=(f, 0.999)), r"^betas\[0\] takes no sch"),
+        (lambda f: optim.torch.adamw(betas=(0.9, f)), r"^betas\[1\] takes no sch"),
+    ],
+)
+def test_a_schedule_for_a_torch_beta_raises(make, message):
+    with pytest.raises(ValueError, match=message + r".*" + TORCH_HINT):
+        make(lambda count: 0.9)
+
+
+SCHEDULED = {
+    "sgd": lambda h: optim.sgd(h, momentum=0.9),
+    "rmsprop": lambda h: optim.rmsprop(h, momentum=0.9),
+    "adam": lambda h: optim.adam(h),
+    "adamw": lambda h: optim.adamw(h, weight_decay=h, mask=all_leaves),
+    "scale_by_learning_rate": lambda h: optim.scale_by_learning_rate(h),
+    "add_decayed_weights": lambda h: optim.add_decayed_weights(h),
+    "torch-sgd": lambda h: optim.torch.sgd(h, momentum=0.9, weight_decay=h),
+    "torch-rmsprop": lambda h: optim.torch.rmsprop(h, momentum=0.9, weight_decay=h),
+    "torch-adam": lambda h: optim.torch.adam(h, weight_decay=h),
+    "torch-adamw": lambda h: optim.torch.adamw(h, weight_decay=h),
+}
+
+
+@pytest.mark.parametrize("make", SCHEDULED.values(), ids=SCHEDULED.keys())
+def test_learning_rate_and_weight_decay_take_schedules(make):
+    # A constant schedule of 0.1 steps as the number 0.1 does.
+    x, y, params = make_problem("float32")
+    scheduled = trajectory(make(optax.constant_schedule(0.1)), params, x, y, steps=3)
+    chex.assert_trees_all_close(scheduled, trajectory(make(0.1), params, x, y, steps=3))
+
+
+NOT_NUMBERS = [
+    (lambda: optim.sgd("0.1"), "learning_rate", r"got '0.1' of type str\.$"),
+    (lambda: optim.sgd(None), "learning_rate", r"got None of type NoneType\.$"),
+    (lambda: optim.sgd(True), "learning_rate", r"got True of type bool\. Its dtype"),
+    (lambda: optim.sgd(0.1 + 0j), "learning_rate", r"got \(0.1\+0j\) of type complex"),
+    (lambda: optim.sgd(0.1, momentum="0.9"), "momentum", r"got '0.9' of type str"),
+    (lambda: optim.rmsprop(0.1, eps=None), "eps", r"got None of type NoneType"),
+    (lambda: optim.adam(0.1, b1=np.array(0.9j)), "b1", r"got an array of dtype comp"),
+    (lambda: optim.adamw(0.1, weight_decay=False), "weight_decay", r"got False of ty"),
+    (lambda: optim.add_decayed_weights("0.1"), "weight_decay", r"got '0.1' of type"),
+    (lambda: optim.torch.sgd(lr="0.1"), "lr", r"got '0.1' of type str"),
+    (lambda: optim.torch.rmsprop(alpha=[0.9]), "alpha", r"got \[0.9\] of type list"),
+    (lambda: optim.torch.adam(betas=(0.9, "0.999")), r"betas\[1\]", r"got '0.999'"),
+    (lambda: optim.torch.adamw(weight_decay=None), "weight_decay", r"got None of t"),
+]
+
+
+@pytest.mark.parametrize("make, name, got", NOT_NUMBERS, ids=range(len(NOT_NUMBERS)))
+def test_hyperparameters_that_are_not_numbers_raise_naming_them(make, name, got):
+    takes_schedule = name in ("learning_rate", "lr", "weight_decay")
+    expected = (
+        "a number, array, tracer or schedule"
+        if takes_schedule
+        else ("a number, array or tracer")
+    )
+    with pytest.raises(ValueError, match=rf"^{name} must be {expected}; {got}"):
         make()
 
 
@@ -448,9 +607,34 @@ def test_tracers_pass_unchecked():
     assert jnp.isfinite(step(0.1, 1.0)[0]) == jnp.bool_(False)
 
 
-def test_clip_by_global_norm_is_optax_and_chains():
+def test_clip_by_global_norm_chains():
     # g = [3, 4] has norm 5; clipped to norm 1 it is [0.6, 0.8].
-    assert optim.clip_by_global_norm is optax.clip_by_global_norm
     opt = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(1.0))
     updates, _ = opt.update(jnp.array([3.0, 4.0]), opt.init(jnp.zeros(2)))
     np.testing.assert_allclose(updates, [-0.6, -0.8], rtol=1e-6)
+
+
+# Documentation: every public function states its rule and shows it running.
+
+PUBLIC = [
+    *[(f"optim.{n}", getattr(optim, n)) for n in optim.__all__],
+    *[(f"optim.torch.{n}", getattr(optim.torch, n)) for n in optim.torch.__all__],
+]
+FUNCTIONS = [(n, f) for n, f in PUBLIC if inspect.isfunction(f)]
+
+
+def test_the_public_api_is_what_the_docstring_check_covers():
+    names = {n for n, _ in FUNCTIONS}
+    assert {"optim.sgd", "optim.chain", "optim.torch.adamw"} <= names
+    assert len(FUNCTIONS) == 19  # 15 in optim, 4 in optim.torch
+
+
+@pytest.mark.parametrize(
+    "function", [f for _, f in FUNCTIONS], ids=[n for n, _ in FUNCTIONS]
+)
+def test_public_function_documents_args_returns_math_and_an_example(function):
+    doc = inspect.getdoc(function)
+    for section in ("Args:", "Returns:", ".. math::", "Example:", ">>> "):
+        assert section in doc, f"{function.__qualname__} lacks {section!r}"
+    # The example runs: pytest's --doctest-modules collects it from its module.
+    assert function.__module__.startswith("funcnet.optim.")

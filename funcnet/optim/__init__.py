@@ -18,14 +18,14 @@ Coupled L2 versus decoupled weight decay:
   (decoupled); its default mask decays only leaves with ``ndim >= 2``.
 
 ``chain``, ``apply_updates`` and ``clip_by_global_norm`` are optax's own,
-re-exported: they hold no optimizer math, and using them keeps every
-optimizer here interchangeable with optax's. ``funcnet.optim.torch`` holds
+each called through a documented function of the same name: they hold no
+optimizer math, and using them keeps every optimizer here interchangeable
+with optax's. ``funcnet.optim.torch`` holds
 presets with ``torch.optim``'s conventions.
 """
 
-import optax
-
 from funcnet.optim import torch
+from funcnet.optim._compose import apply_updates, chain, clip_by_global_norm
 from funcnet.optim._optimizers import adam, adamw, rmsprop, sgd
 from funcnet.optim._transforms import (
     AddDecayedWeightsState,
@@ -44,10 +44,6 @@ from funcnet.optim._transforms import (
     scale_by_stddev,
     trace,
 )
-
-chain = optax.chain
-apply_updates = optax.apply_updates
-clip_by_global_norm = optax.clip_by_global_norm
 
 __all__ = [
     "AddDecayedWeightsState",

@@ -5,30 +5,20 @@ returns an ``optax.GradientTransformation``; its trajectory equals the optax
 optimizer of the same name, step for step.
 """
 
+import functools
 from typing import Any
 
 import optax
 
-from funcnet._checks import check_range, concrete_values
+from funcnet._checks import check_range
 from funcnet._typing import ScalarOrSchedule
 from funcnet.optim import _transforms as transforms
+from funcnet.optim._validation import SCHEDULES, check_nesterov, is_literal_zero
 
 __all__ = ["adam", "adamw", "rmsprop", "sgd"]
 
 
-def _is_literal_zero(value) -> bool:
-    """True for a Python number equal to 0: a buffer that would stay unused."""
-    return isinstance(value, int | float) and value == 0
-
-
-def _check_nesterov(nesterov: bool, momentum) -> None:
-    """Nesterov's lookahead needs a momentum; reject a concrete zero one."""
-    values = concrete_values(momentum)
-    if nesterov and values is not None and (values == 0).all():
-        raise ValueError(
-            f"nesterov=True needs a momentum above 0; got momentum={values.tolist()}. "
-            "Pass a momentum such as 0.9, or nesterov=False."
-        )
+_check = functools.partial(check_range, schedule_hint=SCHEDULES)
 
 
 def sgd(
@@ -68,11 +58,11 @@ def sgd(
         >>> print(f"{float(params[0]):.2f}")
         0.30
     """
-    check_range("learning_rate", learning_rate, 0.0, None)
-    check_range("momentum", momentum, 0.0, 1.0)
-    _check_nesterov(nesterov, momentum)
+    _check("learning_rate", learning_rate, 0.0, None, schedule=True)
+    _check("momentum", momentum, 0.0, 1.0)
+    check_nesterov(nesterov, momentum)
 
-    if _is_literal_zero(momentum):
+    if is_literal_zero(momentum):
         buffer = optax.identity()
     else:
         buffer = transforms.trace(decay=momentum, nesterov=nesterov)
@@ -129,15 +119,15 @@ def rmsprop(
         >>> print(f"{float(updates[0]):.7f}")  # -0.01 / sqrt(0.1 + 1)
         -0.0095346
     """
-    check_range("learning_rate", learning_rate, 0.0, None)
-    check_range("decay", decay, 0.0, 1.0)
-    check_range("eps", eps, 0.0, None)
-    check_range("initial_scale", initial_scale, 0.0, None)
-    check_range("momentum", momentum, 0.0, 1.0)
-    _check_nesterov(nesterov, momentum)
+    _check("learning_rate", learning_rate, 0.0, None, schedule=True)
+    _check("decay", decay, 0.0, 1.0)
+    _check("eps", eps, 0.0, None)
+    _check("initial_scale", initial_scale, 0.0, None)
+    _check("momentum", momentum, 0.0, 1.0)
+    check_nesterov(nesterov, momentum)
 
     scale = transforms.scale_by_stddev if centered else transforms.scale_by_rms
-    if _is_literal_zero(momentum):
+    if is_literal_zero(momentum):
         buffer = optax.identity()
     else:
         buffer = transforms.trace(decay=momentum, nesterov=nesterov)
@@ -197,11 +187,11 @@ def adam(
         >>> print(f"{float(optim.apply_updates(w, updates)[0]):.4f}")
         0.9900
     """
-    check_range("learning_rate", learning_rate, 0.0, None)
-    check_range("b1", b1, 0.0, 1.0, high_inclusive=False)
-    check_range("b2", b2, 0.0, 1.0, high_inclusive=False)
-    check_range("eps", eps, 0.0, None)
-    check_range("eps_root", eps_root, 0.0, None)
+    _check("learning_rate", learning_rate, 0.0, None, schedule=True)
+    _check("b1", b1, 0.0, 1.0, high_inclusive=False)
+    _check("b2", b2, 0.0, 1.0, high_inclusive=False)
+    _check("eps", eps, 0.0, None)
+    _check("eps_root", eps_root, 0.0, None)
 
     return optax.chain(
         transforms.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
@@ -259,12 +249,12 @@ def adamw(
         >>> print(f"{float(optim.apply_updates(w, updates)['W'][0, 0]):.4f}")
         0.9990
     """
-    check_range("learning_rate", learning_rate, 0.0, None)
-    check_range("b1", b1, 0.0, 1.0, high_inclusive=False)
-    check_range("b2", b2, 0.0, 1.0, high_inclusive=False)
-    check_range("eps", eps, 0.0, None)
-    check_range("eps_root", eps_root, 0.0, None)
-    check_range("weight_decay", weight_decay, 0.0, None)
+    _check("learning_rate", learning_rate, 0.0, None, schedule=True)
+    _check("b1", b1, 0.0, 1.0, high_inclusive=False)
+    _check("b2", b2, 0.0, 1.0, high_inclusive=False)
+    _check("eps", eps, 0.0, None)
+    _check("eps_root", eps_root, 0.0, None)
+    _check("weight_decay", weight_decay, 0.0, None, schedule=True)
 
     if mask is None:
         mask = transforms.default_weight_decay_mask

@@ -9,39 +9,40 @@ As in a single torch parameter group, it applies to every leaf unless a
 difference from the optax-style optimizers.
 """
 
+import functools
 from typing import Any
 
 import optax
 
-from funcnet._checks import check_range, concrete_values
+from funcnet._checks import check_range, describe
 from funcnet._typing import ScalarOrSchedule
 from funcnet.optim import _transforms as transforms
+from funcnet.optim._validation import TORCH_SCHEDULES, check_nesterov, is_literal_zero
 
 __all__ = ["adam", "adamw", "rmsprop", "sgd"]
 
 
-def _is_literal_zero(value) -> bool:
-    """True for a Python number equal to 0: torch skips that branch."""
-    return isinstance(value, int | float) and value == 0
+_check = functools.partial(check_range, schedule_hint=TORCH_SCHEDULES)
 
 
 def _coupled_weight_decay(weight_decay, mask) -> optax.GradientTransformation:
     """torch's ``grad = grad + weight_decay * param``, or nothing when 0."""
-    if _is_literal_zero(weight_decay):
+    if is_literal_zero(weight_decay):
         return optax.identity()
     return transforms.add_decayed_weights(weight_decay, mask)
 
 
 def _split_betas(betas) -> tuple[Any, Any]:
     """``betas`` as ``(b1, b2)``, each checked to lie in ``[0, 1)``."""
-    if len(betas) != 2:
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError):
         raise ValueError(
-            f"betas must be a pair (beta1, beta2); got {len(betas)} values. "
+            f"betas must be a pair (beta1, beta2); got {describe(betas)}. "
             "Pass, for example, betas=(0.9, 0.999)."
-        )
-    b1, b2 = betas
-    check_range("betas[0]", b1, 0.0, 1.0, high_inclusive=False)
-    check_range("betas[1]", b2, 0.0, 1.0, high_inclusive=False)
+        ) from None
+    _check("betas[0]", b1, 0.0, 1.0, high_inclusive=False)
+    _check("betas[1]", b2, 0.0, 1.0, high_inclusive=False)
     return b1, b2
 
 
@@ -86,23 +87,13 @@ def sgd(
         >>> print(f"{float(updates[0]):.2f}")  # -0.1 * (0.9 + 0.5)
         -0.14
     """
-    check_range("lr", lr, 0.0, None)
-    check_range("momentum", momentum, 0.0, 1.0)
-    check_range("dampening", dampening, 0.0, 1.0)
-    check_range("weight_decay", weight_decay, 0.0, None)
-    if nesterov:
-        momentum_values = concrete_values(momentum)
-        dampening_values = concrete_values(dampening)
-        if (momentum_values is not None and (momentum_values <= 0).any()) or (
-            dampening_values is not None and (dampening_values != 0).any()
-        ):
-            raise ValueError(
-                "nesterov=True needs a momentum above 0 and dampening=0; got "
-                f"momentum={momentum}, dampening={dampening}. Change one of "
-                "them, or pass nesterov=False."
-            )
+    _check("lr", lr, 0.0, None, schedule=True)
+    _check("momentum", momentum, 0.0, 1.0)
+    _check("dampening", dampening, 0.0, 1.0)
+    _check("weight_decay", weight_decay, 0.0, None, schedule=True)
+    check_nesterov(nesterov, momentum, dampening)
 
-    if _is_literal_zero(momentum):
+    if is_literal_zero(momentum):
         buffer = optax.identity()
     else:
         buffer = transforms.dampened_trace(momentum, dampening, nesterov)
@@ -156,16 +147,16 @@ def rmsprop(
         >>> print(f"{float(updates[0]):.7f}")  # -0.01 / (sqrt(0.1) + 1)
         -0.0075975
     """
-    check_range("lr", lr, 0.0, None)
-    check_range("alpha", alpha, 0.0, 1.0)
-    check_range("eps", eps, 0.0, None)
-    check_range("weight_decay", weight_decay, 0.0, None)
-    check_range("momentum", momentum, 0.0, 1.0)
+    _check("lr", lr, 0.0, None, schedule=True)
+    _check("alpha", alpha, 0.0, 1.0)
+    _check("eps", eps, 0.0, None)
+    _check("weight_decay", weight_decay, 0.0, None, schedule=True)
+    _check("momentum", momentum, 0.0, 1.0)
 
     scale = transforms.scale_by_stddev if centered else transforms.scale_by_rms
     buffer = (
         optax.identity()
-        if _is_literal_zero(momentum)
+        if is_literal_zero(momentum)
         else transforms.trace(decay=momentum)
     )
     return optax.chain(
@@ -219,10 +210,10 @@ def adam(
     """
     if decoupled_weight_decay:
         return adamw(lr, betas, eps, weight_decay, mask=mask)
-    check_range("lr", lr, 0.0, None)
+    _check("lr", lr, 0.0, None, schedule=True)
     b1, b2 = _split_betas(betas)
-    check_range("eps", eps, 0.0, None)
-    check_range("weight_decay", weight_decay, 0.0, None)
+    _check("eps", eps, 0.0, None)
+    _check("weight_decay", weight_decay, 0.0, None, schedule=True)
 
     return optax.chain(
         _coupled_weight_decay(weight_decay, mask),
@@ -267,10 +258,10 @@ def adamw(
         >>> print(f"{float(optim.apply_updates(w, updates)[0]):.4f}")
         0.9990
     """
-    check_range("lr", lr, 0.0, None)
+    _check("lr", lr, 0.0, None, schedule=True)
     b1, b2 = _split_betas(betas)
-    check_range("eps", eps, 0.0, None)
-    check_range("weight_decay", weight_decay, 0.0, None)
+    _check("eps", eps, 0.0, None)
+    _check("weight_decay", weight_decay, 0.0, None, schedule=True)
 
     return optax.chain(
         transforms.scale_by_adam(b1=b1, b2=b2, eps=eps),

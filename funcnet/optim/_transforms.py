@@ -13,6 +13,7 @@ keeps the dtype it was initialised with, so ``lax.scan`` over steps works and a
 jitted second call does not recompile.
 """
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -21,6 +22,7 @@ import optax
 
 from funcnet._checks import check_range
 from funcnet._typing import Params, ScalarOrSchedule
+from funcnet.optim._validation import SCHEDULES
 
 __all__ = [
     "AddDecayedWeightsState",
@@ -39,6 +41,9 @@ __all__ = [
     "scale_by_stddev",
     "trace",
 ]
+
+
+_check = functools.partial(check_range, schedule_hint=SCHEDULES)
 
 
 def _value_at(hyperparameter, count):
@@ -96,9 +101,9 @@ def scale_by_rms(
         >>> print(f"{float(u[0]):.6f}")  # 1 / sqrt(0.1 + 1)
         0.953463
     """
-    check_range("decay", decay, 0.0, 1.0)
-    check_range("eps", eps, 0.0, None)
-    check_range("initial_scale", initial_scale, 0.0, None)
+    _check("decay", decay, 0.0, 1.0)
+    _check("eps", eps, 0.0, None)
+    _check("initial_scale", initial_scale, 0.0, None)
 
     def init(params):
         return ScaleByRmsState(nu=_full_like(params, initial_scale))
@@ -166,9 +171,9 @@ def scale_by_stddev(
         >>> print(f"{float(u[0]):.6f}")  # 1 / sqrt(0.1 - 0.01 + 1)
         0.957826
     """
-    check_range("decay", decay, 0.0, 1.0)
-    check_range("eps", eps, 0.0, None)
-    check_range("initial_scale", initial_scale, 0.0, None)
+    _check("decay", decay, 0.0, 1.0)
+    _check("eps", eps, 0.0, None)
+    _check("initial_scale", initial_scale, 0.0, None)
 
     def init(params):
         return ScaleByRStdDevState(
@@ -237,10 +242,10 @@ def scale_by_adam(
         >>> print(f"{float(u[0]):.4f}")  # 1e-3 / (1e-3 + 1e-3)
         0.5000
     """
-    check_range("b1", b1, 0.0, 1.0, high_inclusive=False)
-    check_range("b2", b2, 0.0, 1.0, high_inclusive=False)
-    check_range("eps", eps, 0.0, None)
-    check_range("eps_root", eps_root, 0.0, None)
+    _check("b1", b1, 0.0, 1.0, high_inclusive=False)
+    _check("b2", b2, 0.0, 1.0, high_inclusive=False)
+    _check("eps", eps, 0.0, None)
+    _check("eps_root", eps_root, 0.0, None)
 
     def init(params):
         return ScaleByAdamState(
@@ -302,7 +307,7 @@ def trace(decay: Any, nesterov: bool = False) -> optax.GradientTransformation:
         >>> print(f"{float(u[0]):.2f}")  # 1 + 0.9 * 1
         1.90
     """
-    check_range("decay", decay, 0.0, 1.0)
+    _check("decay", decay, 0.0, 1.0)
 
     def init(params):
         return TraceState(trace=_full_like(params, 0.0))
@@ -360,8 +365,8 @@ def dampened_trace(
         >>> print(f"{float(u[0]):.2f}")  # 0.9 * 1 + 0.5 * 1
         1.40
     """
-    check_range("decay", decay, 0.0, 1.0)
-    check_range("dampening", dampening, 0.0, 1.0)
+    _check("decay", decay, 0.0, 1.0)
+    _check("dampening", dampening, 0.0, 1.0)
 
     def init(params):
         return DampenedTraceState(
@@ -424,7 +429,7 @@ def scale_by_learning_rate(
         >>> print(f"{float(u[0]):.2f}")
         -0.10
     """
-    check_range("learning_rate", learning_rate, 0.0, None)
+    _check("learning_rate", learning_rate, 0.0, None, schedule=True)
     sign = -1 if flip_sign else 1
 
     def init(params):
@@ -454,10 +459,14 @@ class AddDecayedWeightsState(NamedTuple):
 
 
 def default_weight_decay_mask(params: Params) -> Params:
-    """The default AdamW mask: decay only leaves with two or more dimensions.
+    r"""The default AdamW mask: decay only leaves with two or more dimensions.
 
-    Dense kernels ``W`` are decayed; biases, batch-norm scales and shifts and
-    any other vector or scalar leaf are not.
+    .. math::
+
+        m_\ell = [\operatorname{ndim}(w_\ell) \ge 2]
+
+    for each leaf :math:`w_\ell`. Dense kernels ``W`` are decayed; biases,
+    batch-norm scales and shifts and any other vector or scalar leaf are not.
 
     Args:
         params: The parameter pytree.
@@ -505,7 +514,7 @@ def add_decayed_weights(
         >>> print(f"{float(u[0]):.2f}")
         0.10
     """
-    check_range("weight_decay", weight_decay, 0.0, None)
+    _check("weight_decay", weight_decay, 0.0, None, schedule=True)
 
     def init(params):
         del params
