@@ -8,7 +8,14 @@ epochs of a ``lax.scan`` over minibatches: one compilation, whatever ``K``.
 
 The members share the order of the minibatches (drawn from ``data_seed``),
 so a batch of inputs is the same for all of them and the first layer's
-products of every member become one wide matrix product under ``vmap``. With
+products of every member become one wide matrix product under ``vmap``.
+
+Randomness follows :func:`funcnet.train.fit`'s streams: a member of seed
+``s`` initializes its params and draws its dropout masks as ``fit(...,
+key=jax.random.key(s))`` does, and the minibatch order of every member is
+the order ``fit`` draws from ``key(data_seed)``. So with ``data_seed=s`` a
+member of seed ``s`` trains as ``fit`` does with ``key(s)``, the same
+hyperparameters and ``EarlyStopping(monitor, patience=patience)``. With
 several devices (``jax.local_devices()``; on the CPU, start Python with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2``) the members are split
 across them, each device training its share.
@@ -355,16 +362,18 @@ def _make_member_run(
     """
     maximize = monitor.endswith("accuracy")
 
-    def run(hp, data_key, train_x, train_y, val_x, val_y, test_x, test_y):
+    def run(hp, order_key, train_x, train_y, val_x, val_y, test_x, test_y):
         net, tx = _build(network, optimizer, hp, reads)
         value_and_grad = _grad.value_and_grad(
             net, loss, mode=mode, l2=hp.get("l2", 0.0)
         )
-        member_key = jax.random.key(hp["seed"])
-        init_key, dropout_key = jax.random.split(member_key)
+        # train.fit's streams for key(seed): init, then forward (dropout).
+        init_key, train_key = jax.random.split(jax.random.key(hp["seed"]))
+        forward_key = jax.random.split(train_key)[0]
         _, params, state = net.init(init_key, input_shape)
         opt_state = tx.init(params)
         n = train_x.shape[0]
+        steps = -(-n // (n if batch_size is None else min(batch_size, n)))
 
         def evaluate(params, state, x, y):
             outputs, _, _ = net.forward(params, state, x, train=False)
@@ -376,7 +385,7 @@ def _make_member_run(
         def train_step(carry, batch):
             params, state, opt_state, step, active = carry
             idx, mask = batch
-            key = jax.random.fold_in(dropout_key, step)
+            key = jax.random.fold_in(forward_key, step)
             (value, aux), grads = value_and_grad(
                 params, state, train_x[idx], train_y[idx], key=key, mask=mask
             )
@@ -401,8 +410,10 @@ def _make_member_run(
         def epoch(carry, epoch_index):
             (params, state, opt_state, step, best, status) = carry
             was_running = status == _RUNNING
+            # As fit draws it: from the step at the epoch's start (the same
+            # for every member, so the batches stay shared under vmap).
             idx, mask = batch_indices(
-                jax.random.fold_in(data_key, epoch_index), n, batch_size
+                jax.random.fold_in(order_key, epoch_index * steps), n, batch_size
             )
             (params, state, opt_state, step, active), (metrics, finite) = jax.lax.scan(
                 train_step,
@@ -783,7 +794,8 @@ def make_sweep(
     )
     empty = jnp.zeros((0,))
     data = (*train, *(val or (empty, empty)), *(test or (empty, empty)))
-    data_key = jax.random.key(data_seed)
+    # train.fit's shuffle stream for key(data_seed), shared by every member.
+    data_key = jax.random.split(jax.random.split(jax.random.key(data_seed))[1])[1]
 
     def members(hp, data_key, *data):
         if trace_counter is not None:

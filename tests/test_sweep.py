@@ -1,10 +1,11 @@
 """Sweeps: every member equals its own run, in one compilation."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnet import data, layers, losses, optim, sweep
+from funcnet import data, layers, losses, optim, sweep, train
 from tests._oracles import assert_trees_close
 
 
@@ -82,31 +83,106 @@ def test_each_member_equals_its_own_run(digits):
 
 
 def jax_tree_index(tree, i):
-    import jax
-
     return jax.tree.map(lambda a: a[i], tree)
 
 
-def test_seeds_set_init_and_dropout_masks(digits):
-    net = layers.mlp([64, 16, 10], "relu", dropout=0.5)
+def test_seeds_set_the_init(digits):
+    result = sweep.run(
+        layers.mlp([64, 16, 10], "relu"),
+        losses.softmax_cross_entropy,
+        sgd_of,
+        sweep.paired(learning_rate=[0.0, 0.0, 0.0], seed=[0, 0, 1]),
+        digits.train,
+        epochs=1,
+    )
+    w = result.best_params[0]["W"]
+    np.testing.assert_array_equal(w[0], w[1])
+    assert not np.allclose(w[0], w[2])
+
+
+def fixed_init(key, shape, dtype):
+    """An initializer that ignores its key: every seed gets the same params."""
+    del key
+    return 0.3 * jax.random.normal(jax.random.key(42), shape, dtype)
+
+
+def test_seeds_set_the_dropout_masks(digits):
+    # The init ignores the seed and the learning rate is 0, so the params are
+    # the same for every member at every step: only the dropout masks can
+    # make their training losses differ.
+    net = layers.serial(
+        layers.Dense(16, W_init=fixed_init),
+        layers.Activation("relu"),
+        layers.Dropout(0.5),
+        layers.Dense(10, W_init=fixed_init),
+    )
     result = sweep.run(
         net,
         losses.softmax_cross_entropy,
         sgd_of,
-        # learning rate 0: the params stay at their init, so only the seeds
-        # (init and dropout masks) make the training losses differ.
         sweep.paired(learning_rate=[0.0, 0.0, 0.0], seed=[0, 0, 1]),
         digits.train,
         epochs=2,
     )
-    w = result.best_params[0]["W"]
+    for leaf in jax.tree.leaves(result.best_params):
+        np.testing.assert_array_equal(leaf[0], leaf[2])
     loss = result.history["train_loss"]
-    np.testing.assert_array_equal(w[0], w[1])
     np.testing.assert_array_equal(loss[0], loss[1])
-    assert not np.allclose(w[0], w[2])
-    assert not np.allclose(loss[0], loss[2])
-    # Dropout masks change between epochs: the same params, different losses.
+    assert np.all(loss[0] != loss[2])
+    # The masks change from step to step: the same params, other epoch losses.
     assert loss[0, 0] != loss[0, 1]
+
+
+def test_a_member_equals_train_fit_with_its_seed(digits):
+    # An independent code path: train.fit with key(seed) and the member's
+    # hyperparameters; the sweep draws the minibatch order as fit does from
+    # key(data_seed), so data_seed is that member's seed.
+    net = layers.mlp([64, 16, 10], "tanh", dropout=0.2)
+    loss = losses.softmax_cross_entropy
+
+    def momentum_of(hp):
+        return optim.sgd(hp["learning_rate"], momentum=0.9)
+
+    result = sweep.run(
+        net,
+        loss,
+        momentum_of,
+        sweep.paired(learning_rate=[0.1, 0.03, 0.03], seed=[5, 5, 9]),
+        digits.train,
+        val=digits.val,
+        epochs=4,
+        batch_size=32,
+        patience=2,
+        data_seed=5,
+    )
+    alone = train.fit(
+        net,
+        loss,
+        optim.sgd(0.03, momentum=0.9),
+        digits.train,
+        digits.val,
+        epochs=4,
+        key=jax.random.key(5),
+        batch_size=32,
+        early_stopping=train.EarlyStopping("val_loss", patience=2),
+    )
+    member = 1
+    for mine, theirs in [
+        ("train_loss", "loss"),
+        ("train_accuracy", "accuracy"),
+        ("val_loss", "val_loss"),
+        ("val_accuracy", "val_accuracy"),
+    ]:
+        np.testing.assert_allclose(
+            result.history[mine][member], alone.history[theirs], rtol=1e-5
+        )
+    assert result.best_epoch[member] + 1 == alone.best_epoch
+    assert result.status[member] == "finished" and alone.stopped_epoch is None
+    assert_trees_close(
+        jax_tree_index(result.best_params, member), alone.best_params, 1e-5
+    )
+    # The other seed at the same learning rate is another run.
+    assert not np.allclose(result.history["val_loss"][2], alone.history["val_loss"])
 
 
 def test_a_diverging_member_leaves_the_others_alone(digits):
