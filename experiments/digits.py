@@ -9,12 +9,18 @@ autodiff would, and that they equal ``jax.grad`` before and after training.
 Trains with ``train.fit``: one compiled scan per epoch, early stopping on
 the validation loss (the best epoch's params are the ones tested), a
 progress bar (``--no-progress`` prints a line per epoch instead), and a
-checkpoint in ``<out>/digits-<seed>-ckpt/`` (every ``--checkpoint-every``
-epochs and at the end) that ``--resume`` continues from exactly.
+checkpoint in ``<out>/<run>-ckpt/`` (every ``--checkpoint-every`` epochs and
+at the end) that ``--resume`` continues from exactly. ``--resume`` refuses a
+checkpoint written with another ``--lr``, ``--hidden``, ``--activation``,
+``--dropout``, ``--batch-norm``, ``--batch-size``, ``--grad`` or
+``--patience``.
 
 Prints the gradient check, the test accuracy and the wall time; writes
-``<out>/digits-<seed>.json`` (config, history, test, gradient check, wall
-time) and ``<out>/digits-<seed>.png`` (the history).
+``<out>/<run>.json`` (config, history, test, gradient check, wall time) and
+``<out>/<run>.png`` (the history). The run's name holds the seed and the
+options that change the model, so that runs side by side in one ``--out``
+keep their own files: ``digits-s0``, ``digits-s0-dropout0.2``,
+``digits-s0-bn``, ``digits-s1-h32-16-tanh``.
 
 ``--data-parallel N`` trains data-parallel on N devices: each minibatch is
 split across them and XLA all-reduces the gradients. On the CPU the N
@@ -51,6 +57,9 @@ import numpy as np  # noqa: E402
 
 from funcnet import data, grad, layers, losses, optim, train  # noqa: E402
 
+DEFAULT_HIDDEN = [128, 64]
+DEFAULT_ACTIVATION = "relu"
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -58,10 +67,12 @@ def parse_args(argv=None):
         "--hidden",
         type=int,
         nargs="+",
-        default=[128, 64],
+        default=DEFAULT_HIDDEN,
         help="hidden layer widths (default: 128 64)",
     )
-    parser.add_argument("--activation", default="relu", help="hidden activation")
+    parser.add_argument(
+        "--activation", default=DEFAULT_ACTIVATION, help="hidden activation"
+    )
     parser.add_argument(
         "--dropout",
         type=float,
@@ -102,7 +113,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the checkpoint of an earlier run with the same seed",
+        help="continue from the checkpoint of an earlier run with the same name "
+        "(seed and model options); other training settings are refused",
     )
     parser.add_argument(
         "--data-parallel",
@@ -114,6 +126,35 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="runs", help="folder for the JSON and plot")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     return parser.parse_args(argv)
+
+
+def run_name(args):
+    """``digits-s<seed>``, then each model option that is not the default."""
+    parts = [f"digits-s{args.seed}"]
+    if args.hidden != DEFAULT_HIDDEN:
+        parts.append("h" + "-".join(str(width) for width in args.hidden))
+    if args.activation != DEFAULT_ACTIVATION:
+        parts.append(args.activation)
+    if args.dropout is not None:
+        parts.append(f"dropout{args.dropout:g}")
+    if args.batch_norm:
+        parts.append("bn")
+    return "-".join(parts)
+
+
+def run_config(args, sizes):
+    """The settings a resumed run must share with its checkpoint, by flag.
+
+    The batch size, the gradient mode and the patience are compared by
+    ``fit`` itself.
+    """
+    return {
+        "--hidden": sizes[1:-1],
+        "--activation": args.activation,
+        "--dropout": args.dropout,
+        "--batch-norm": args.batch_norm,
+        "--lr": args.lr,
+    }
 
 
 def gradient_check(net, params, state, batch, key):
@@ -201,6 +242,10 @@ def main(argv=None):
             f"data-parallel over {args.data_parallel} {jax.default_backend()} devices"
         )
     out = pathlib.Path(args.out)
+    name = run_name(args)
+    checkpoint_dir = out / f"{name}-ckpt"
+    if args.resume and not (checkpoint_dir / train.CHECKPOINT_NAME).is_file():
+        print(f"no checkpoint in {checkpoint_dir} to resume from; starting afresh")
     write = print
     if not args.no_progress:
         from tqdm import tqdm
@@ -214,25 +259,31 @@ def main(argv=None):
             f"val loss {logs['val_loss']:.4f}  val acc {logs['val_accuracy']:.4f}"
         )
 
-    result = train.fit(
-        net,
-        loss,
-        optimizer,
-        splits.train,
-        splits.val,
-        epochs=args.epochs,
-        train_state=train_state,
-        batch_size=args.batch_size,
-        mode=args.grad,
-        drop_last=args.batch_norm,
-        early_stopping=train.EarlyStopping("val_loss", patience=args.patience),
-        checkpoint_dir=out / f"digits-{args.seed}-ckpt",
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        progress=not args.no_progress,
-        callback=report,
-        mesh=mesh,
-    )
+    try:
+        result = train.fit(
+            net,
+            loss,
+            optimizer,
+            splits.train,
+            splits.val,
+            epochs=args.epochs,
+            train_state=train_state,
+            batch_size=args.batch_size,
+            mode=args.grad,
+            drop_last=args.batch_norm,
+            early_stopping=train.EarlyStopping("val_loss", patience=args.patience),
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            progress=not args.no_progress,
+            callback=report,
+            mesh=mesh,
+            run_config=run_config(args, sizes),
+        )
+    except ValueError as error:
+        if args.resume and "was written by a run with" in str(error):
+            raise SystemExit(f"cannot --resume {name}: {error}") from error
+        raise
     params = result.best_params
     history = {k: v.tolist() for k, v in result.history.items()}
     stopped = (
@@ -256,7 +307,7 @@ def main(argv=None):
 
     # record
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"digits-{args.seed}"
+    json_path, png_path = out / f"{name}.json", out / f"{name}.png"
     record_json = {
         "config": vars(args) | {"sizes": sizes},
         "history": history,
@@ -268,10 +319,10 @@ def main(argv=None):
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
     }
-    stem.with_suffix(".json").write_text(json.dumps(record_json, indent=2))
+    json_path.write_text(json.dumps(record_json, indent=2))
     if not args.no_plot:
-        plot(history, stem.with_suffix(".png"), result.best_epoch)
-    print(f"wrote {stem}.json" + ("" if args.no_plot else f" and {stem}.png"))
+        plot(history, png_path, result.best_epoch)
+    print(f"wrote {json_path}" + ("" if args.no_plot else f" and {png_path}"))
     return record_json
 
 
