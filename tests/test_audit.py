@@ -231,6 +231,55 @@ def test_vmap_audits_every_member(key):
     assert jax.jit(run)(jax.tree.map(lambda leaf: leaf[0], members)).passed
 
 
+def test_vmap_runs_finite_differences_for_every_member(key):
+    # The hidden term is missed by the backward and by jax.grad alike, so
+    # only the finite differences can fail it: in every member's rows. The
+    # fd_key is mapped too, so the directions come from jax.random under the
+    # trace; a correct network passes the same vmapped audit.
+    with jax.enable_x64(True):
+        wrong = layers.serial(layers.Dense(3, dtype=jnp.float64), hidden_term_layer())
+        right = layers.mlp([2, 3, 2], "tanh", dtype=jnp.float64)
+        keys = jax.random.split(key, 3)
+        fd_keys = jax.random.split(jax.random.key(7), 3)
+        reports, alone = {}, {}
+        for name, net in (("wrong", wrong), ("right", right)):
+            _, state, x, t = problem(net, key, 2, dtype=jnp.float64)
+            members = jax.vmap(lambda k, net=net: net.init(k, (2,))[1])(keys)
+
+            def run(params, fd_key, net=net, state=state, x=x, t=t):
+                return audit.audit(net, losses.mse, params, state, x, t, fd_key=fd_key)
+
+            reports[name] = jax.vmap(run)(members, fd_keys)
+            member = jax.tree.map(lambda leaf: leaf[1], members)
+            alone[name] = jax.jit(run)(member, fd_keys[1])
+
+    right = reports["right"]
+    assert right.members == (3,) and right.passed, str(right)
+    assert np.all(np.isfinite(right.metrics.fd_max_rel))
+    assert right.fd_rtol == audit.FD_RTOL["float64"]
+
+    wrong = reports["wrong"]
+    assert wrong.members == (3,)
+    assert wrong.failed == ["[0]['W']", "[0]['b']"]
+    assert not np.asarray(wrong.metrics.passed).any()
+    # jax.grad agrees to rounding; the finite differences do not.
+    assert np.all(np.asarray(wrong.metrics.max_rel) < 1e-12)
+    assert np.all(np.asarray(wrong.metrics.fd_max_rel) > 1e-3)
+    rows = str(wrong).splitlines()[1:]
+    for member in range(3):
+        for leaf in ("[0]['W']", "[0]['b']"):
+            (row,) = [r for r in rows if r.split()[:2] == [str(member), leaf]]
+            assert row.endswith("FAIL"), row
+    # Member 1 of the stacked audit is the audit of member 1 alone (jitted,
+    # so that its fd_key is traced and draws the same directions).
+    assert alone["right"].passed
+    np.testing.assert_allclose(
+        np.asarray(wrong.metrics.fd_max_rel)[1],
+        np.asarray(alone["wrong"].metrics.fd_max_rel),
+        rtol=1e-9,
+    )
+
+
 def test_float16_finite_differences_are_refused(key):
     net = layers.mlp([3, 2], "tanh", dtype=jnp.float16)
     params, state, x, t = problem(net, key, 3, dtype=jnp.float16)
@@ -277,7 +326,30 @@ def test_audit_layer_checks_a_custom_layer_in_one_call(key):
     [
         ({"fd": "yes"}, "fd must be None, True or False; got 'yes'"),
         ({"fd_directions": 0}, "fd_directions must be a positive integer; got 0"),
-        ({"rtol": -1.0}, "rtol must be a non-negative number; got -1.0"),
+        ({"rtol": -1.0}, "rtol must be a non-negative number or None; got -1.0"),
+        (
+            {"rtol": "abc"},
+            "rtol must be a non-negative number or None; got 'abc' of type str",
+        ),
+        ({"rtol": True}, "rtol must be a non-negative number or None; got True"),
+        ({"atol": None}, "atol must be a non-negative number; got None"),
+        ({"atol": "1e-6"}, "atol must be a non-negative number; got '1e-6'"),
+        (
+            {"key": 3},
+            "key must be one JAX PRNG key, such as jax.random.key(0), or None; "
+            "got 3 of type int",
+        ),
+        (
+            {"fd_key": 3, "fd": True},
+            "fd_key must be one JAX PRNG key, such as jax.random.key(0), or None; "
+            "got 3 of type int",
+        ),
+        ({"fd_key": 3, "fd": False}, "fd_key must be one JAX PRNG key"),
+        (
+            {"key": jax.random.split(jax.random.key(0), 2)},
+            "key must be one JAX PRNG key, such as jax.random.key(0), or None; "
+            "got an array of dtype key<fry> and shape (2,)",
+        ),
     ],
 )
 def test_bad_options_are_named(key, kwargs, message):
@@ -286,6 +358,48 @@ def test_bad_options_are_named(key, kwargs, message):
 
     with pytest.raises(ValueError, match=re.escape(message)):
         audit.audit(net, losses.mse, params, state, x, t, **kwargs)
+
+
+def test_numpy_scalars_and_a_legacy_key_are_accepted(key):
+    net = layers.mlp([3, 2], "tanh")
+    params, state, x, t = problem(net, key, 3)
+
+    report = audit.audit(
+        net, losses.mse, params, state, x, t,
+        key=jax.random.PRNGKey(0), rtol=np.float32(1e-4), atol=np.int64(0),
+    )  # fmt: skip
+
+    assert report.passed and report.rtol == (pytest.approx(1e-4),) * 2
+
+
+def test_no_state_for_a_batch_norm_network_is_named(key):
+    net = layers.mlp([3, 4, 2], "tanh", batch_norm=True)
+    params, _, x, t = problem(net, key, 3)
+
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "state must be the state that network.init returns; got None, but "
+            "mlp([3, 4, 2]) keeps 2 state arrays"
+        ),
+    ):
+        audit.audit(net, losses.mse, params, None, x, t)
+    # Without batch norm, None stands for the empty state.
+    plain = layers.mlp([3, 4, 2], "tanh")
+    params, _, x, t = problem(plain, key, 3)
+    assert audit.audit(plain, losses.mse, params, None, x, t).passed
+
+
+@pytest.mark.parametrize("bad_key", [3, None])
+def test_audit_layer_needs_a_key(bad_key):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"key must be one JAX PRNG key, such as jax.random.key(0); got "
+            f"{bad_key!r} of type {type(bad_key).__name__}"
+        ),
+    ):
+        audit.audit_layer(layers.Dense(2), (3,), key=bad_key)
 
 
 def test_bad_network_and_loss_are_named(key):
