@@ -72,6 +72,7 @@ Example:
 """
 
 import functools
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -81,6 +82,7 @@ import numpy as np
 
 from funcnet import losses as _losses
 from funcnet._checks import is_concrete
+from funcnet.bridge import _check_key, _check_state
 from funcnet.grad import autodiff_value_and_grad, manual_value_and_grad
 from funcnet.layers import Layer
 from funcnet.losses import Loss
@@ -328,9 +330,12 @@ def audit(
         ``report.passed`` or call ``report.raise_if_failed()``.
 
     Raises:
-        ValueError: for a bad argument, for ``fd=True`` with float16 or
-            bfloat16 params, or when the backward returns gradients of the
-            wrong structure or shape (the message names the leaf).
+        ValueError: for a bad argument (a ``key`` or ``fd_key`` that is not a
+            PRNG key, ``state=None`` for a network with batch norm, a
+            negative or non-numeric ``rtol`` or ``atol``), for ``fd=True``
+            with float16 or bfloat16 params, or when the backward returns
+            gradients of the wrong structure or shape (the message names the
+            leaf).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -343,6 +348,11 @@ def audit(
         (("[0]['W']", "[0]['b']", "[2]['W']", "[2]['b']"), True)
     """
     _check_arguments(network, loss, fd, fd_directions, rtol, atol)
+    _check_key("key", key)
+    _check_key("fd_key", fd_key)
+    _check_state(network, state, x)
+    rtol = None if rtol is None else float(rtol)
+    atol = float(atol)
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     dtypes = [jnp.dtype(leaf.dtype) for _, leaf in leaves]
     for (path, _), dtype in zip(leaves, dtypes):
@@ -424,6 +434,7 @@ def audit_layer(
             f"layer must be a funcnet Layer (init, forward, backward); got "
             f"{type(layer).__name__}."
         )
+    _check_key("key", key, required=True)
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, int)
@@ -527,9 +538,18 @@ def _check_arguments(network, loss, fd, fd_directions, rtol, atol):
         raise ValueError(
             f"fd_directions must be a positive integer; got {fd_directions!r}."
         )
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (float(value) >= 0):
-            raise ValueError(f"{name} must be a non-negative number; got {value!r}.")
+    for name, value, optional in (("rtol", rtol, True), ("atol", atol, False)):
+        if value is None and optional:
+            continue
+        number = isinstance(value, numbers.Real) and not isinstance(
+            value, (bool, np.bool_)
+        )
+        if not (number and value >= 0):
+            expected = "a non-negative number" + (" or None" if optional else "")
+            raise ValueError(
+                f"{name} must be {expected}; got {value!r} of type "
+                f"{type(value).__name__}."
+            )
 
 
 def _check_structure(params, grads, paths):

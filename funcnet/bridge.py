@@ -32,9 +32,11 @@ Example:
     (2, 3)
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 from funcnet.layers import Layer
 
@@ -58,7 +60,9 @@ def as_function(
         from ``init`` otherwise.
 
     Raises:
-        ValueError: when ``network`` is not a ``Layer``.
+        ValueError: when ``network`` is not a ``Layer``; and, from ``f``, when
+            ``key`` is not a PRNG key or ``state`` is ``None`` for a network
+            that keeps state (batch norm).
     """
     if not isinstance(network, Layer):
         raise ValueError(
@@ -87,10 +91,80 @@ def as_function(
     apply.defvjp(apply_fwd, apply_bwd)
 
     def f(params, x, state=None, key=None):
+        _check_key("key", key)
+        _check_state(network, state, x)
         y, new_state = apply(params, x, state, key)
         return (y, new_state) if return_state else y
 
     return f
+
+
+def _check_key(name: str, key, *, required: bool = False) -> None:
+    """Raise ``ValueError`` unless ``key`` is a PRNG key (or ``None``).
+
+    A new-style key (``jax.random.key``, shape ``()``) or a legacy raw one
+    (``jax.random.PRNGKey``, a ``uint32`` vector) passes, concrete or traced.
+    """
+    if key is None and not required:
+        return
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return
+    elif dtype == jnp.uint32 and shape is not None and len(shape) == 1:
+        return
+    if dtype is not None:
+        got = f"an array of dtype {dtype} and shape {shape}"
+    else:
+        got = f"{key!r} of type {type(key).__name__}"
+    also = "" if required else ", or None"
+    raise ValueError(
+        f"{name} must be one JAX PRNG key, such as jax.random.key(0){also}; got {got}."
+    )
+
+
+def _check_state(network: Layer, state, x) -> None:
+    """Raise ``ValueError`` when ``state`` is ``None`` but ``network`` keeps state.
+
+    ``None`` stands for "no state", which suits a ``serial`` network without
+    batch norm. For one with, the forward would fail deep inside; this says
+    what to pass instead. Only ``None`` is checked, by tracing ``init`` for
+    the input shape of ``x``.
+    """
+    if state is not None:
+        return
+    count = _state_arrays(network, tuple(jnp.shape(x)[1:]))
+    if count:
+        raise ValueError(
+            f"state must be the state that network.init returns; got None, but "
+            f"{network.name} keeps {count} state arrays (such as batch norm's "
+            f"running statistics). Pass it: _, params, state = "
+            f"network.init(key, ...)."
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_state_arrays(network, input_shape):
+    return _count_state(network, input_shape)
+
+
+def _state_arrays(network, input_shape):
+    try:
+        return _cached_state_arrays(network, input_shape)
+    except TypeError:  # a layer holding something unhashable
+        return _count_state(network, input_shape)
+
+
+def _count_state(network, input_shape):
+    def init(key):
+        return network.init(key, input_shape)[2]
+
+    try:
+        state = jax.eval_shape(init, jax.random.key(0))
+    except Exception:  # an init that cannot be traced: nothing to say
+        return 0
+    return len(jax.tree.leaves(state))
 
 
 __all__ = ["as_function"]

@@ -1,5 +1,7 @@
 """jax.grad through the custom_vjp bridge equals pure autodiff of the forward."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,3 +146,38 @@ def test_non_layer_is_refused():
         ValueError, match="network must be a funcnet Layer .* got function"
     ):
         bridge.as_function(lambda x: x)
+
+
+def test_no_state_for_a_batch_norm_network_is_named(key):
+    net, params, state, x = setup(key, jnp.float32, batch_norm=True)
+    f = bridge.as_function(net)
+
+    message = (
+        "state must be the state that network.init returns; got None, but "
+        "mlp([3, 5, 4, 2]) keeps 4 state arrays"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        f(params, x)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        jax.jit(jax.grad(lambda p: jnp.sum(f(p, x))))(params)
+    assert f(params, x, state).shape == (6, 2)
+
+
+@pytest.mark.parametrize(
+    "bad_key,got",
+    [(3, "3 of type int"), (jnp.zeros(2), "an array of dtype float32 and shape (2,)")],
+)
+def test_a_key_that_is_no_prng_key_is_named(key, bad_key, got):
+    net, params, _, x = setup(key, jnp.float32, dropout=0.5)
+    f = bridge.as_function(net)
+
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "key must be one JAX PRNG key, such as jax.random.key(0), or None; "
+            f"got {got}."
+        ),
+    ):
+        f(params, x, None, bad_key)
+    # A legacy raw key still works.
+    assert f(params, x, None, jax.random.PRNGKey(0)).shape == (6, 2)
