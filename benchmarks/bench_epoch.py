@@ -13,6 +13,7 @@ bare epoch run, synchronously, between two of its epochs (the fit ratio's
 us/step is that ratio times the bare scan's).
 
     python benchmarks/bench_epoch.py --repeats 60 --epochs-per-timing 5
+    python benchmarks/bench_epoch.py --smoke
 
 Runs both side by side in one process, alternating, and prints the median
 of the paired ratios (epoch / bare scan) with its spread. The data are the
@@ -27,6 +28,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import machine
 
 from funcnet import data, layers, losses, optim, train
 
@@ -39,7 +41,15 @@ def parse_args(argv=None):
         "--epochs-per-timing", type=int, default=5, help="epochs in one timing"
     )
     parser.add_argument("--grad", choices=["manual", "autodiff"], default="manual")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for CI: 2 repeats of 1 epoch (timings are meaningless)",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.epochs_per_timing = 2, 1
+    return args
 
 
 def make_bare_scan(step):
@@ -151,6 +161,7 @@ def main(argv=None):
     per_step = 1e6 / (args.epochs_per_timing * steps)
     bare_epoch = statistics.median(seconds["bare"]) / args.epochs_per_timing
     quartiles = statistics.quantiles(ratios, n=4)
+    print(machine())
     print(
         f"digits mlp 64-128-64-10, Adam, batch {args.batch_size} ({steps} steps "
         f"an epoch), {args.grad} gradients, jax {jax.__version__} "

@@ -11,21 +11,35 @@ arithmetic.
     python benchmarks/data_parallel.py --smoke
 """
 
+import argparse
 import os
 import sys
 
-_count = max(
-    [int(a) for a in sys.argv[sys.argv.index("--devices") + 1 :] if a.isdigit()]
-    if "--devices" in sys.argv
-    else [4]
-)
+
+def parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--devices", type=int, nargs="+", default=[4], help="device counts to time"
+    )
+    parser.add_argument("--repeats", type=int, default=15, help="paired timings")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run for CI")
+    return parser
+
+
+def device_count(argv) -> int:
+    """The host devices to fake: the largest of ``--devices`` (2 for --smoke)."""
+    known, _ = parser().parse_known_args(argv)
+    return 2 if known.smoke else max(known.devices)
+
+
+# JAX fixes its device count when it starts, so --devices is read first.
+_count = device_count(sys.argv[1:] if __name__ == "__main__" else [])
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "")
         + f" --xla_force_host_platform_device_count={_count}"
     ).strip()
 
-import argparse  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
@@ -37,13 +51,14 @@ from funcnet import data, layers, losses, optim, train  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--devices", type=int, nargs="+", default=[4])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--smoke", action="store_true", help="a tiny run for CI")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.smoke:
         args.devices, args.repeats = [2], 2
+    if max(args.devices) > len(jax.devices()):
+        raise SystemExit(
+            f"--devices {max(args.devices)} needs that many devices; this process "
+            f"has {len(jax.devices())} (XLA_FLAGS={os.environ.get('XLA_FLAGS')!r})."
+        )
 
     splits = data.load_digits()
     x, y = jnp.asarray(splits.train.x), jnp.asarray(splits.train.y)

@@ -70,3 +70,23 @@ def test_indivisible_batch_names_both_numbers(results):
     assert message is not None
     assert "batch_size=30 is not divisible" in message
     assert "4 devices" in message
+
+
+def test_data_parallel_benchmark_fakes_only_the_devices_asked_for():
+    # "--repeats 3" once made the benchmark fake 3 devices: every number
+    # after --devices was read as a device count before JAX started.
+    benchmarks = SCRIPT.parents[1] / "benchmarks"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run(
+        [sys.executable, "data_parallel.py", "--devices", "2", "--repeats", "3"],
+        cwd=benchmarks,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "; 2 devices" in done.stdout, done.stdout
+    assert "median of 3 paired ratios" in done.stdout
