@@ -185,3 +185,26 @@ def test_docs_build_without_warnings(tmp_path):
         if f"{m}.{n}" not in objects
     )
     assert not unresolved, unresolved
+
+    # The derivation's links land on entries with a [source] link, and those
+    # of the losses and activations restate their formulas.
+    entries = {}
+    for html in (out / "api").glob("*.html"):
+        text = html.read_text()
+        for match in re.finditer(r'<dt[^>]* id="(funcnet\.[\w.]+)">', text):
+            end = text.index("</dt>", match.end())
+            body = text[end : text.find("</dd>", end)]
+            entries[match.group(1)] = (text[match.end() : end], body)
+    links = re.findall(r"\{(?:func|data|class|meth)\}`([^`]*)`", derivation_text())
+    targets = {re.sub(r"^.*<|>$|^~", "", link) for link in links}
+    assert len(targets) >= 20, sorted(targets)
+    for target in sorted(targets):
+        assert target in entries, f"the derivation links {target}, which has no entry"
+        signature, body = entries[target]
+        assert "viewcode-link" in signature, f"{target}'s entry has no [source] link"
+        if re.match(r"funcnet\.(losses|activations)\.[a-z_]+$", target):
+            assert 'class="math' in body, f"{target}'s entry shows no formula"
+
+
+def derivation_text():
+    return (DOCS / "derivation.md").read_text()
