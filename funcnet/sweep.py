@@ -84,10 +84,12 @@ class Hyperparams:
 
     @property
     def size(self) -> int:
+        """The number of members ``K``, the product of ``shape``."""
         return math.prod(self.shape)
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The hyperparameters' names, in the order they were given."""
         return tuple(self.values)
 
     def member(self, i: int) -> dict[str, Any]:
@@ -503,6 +505,10 @@ def _make_member_run(
 
 _STATUS = {-1: "diverged", _STOPPED: "stopped", _RUNNING: "finished"}
 
+# The face of a diverged member's heatmap cell when it has no value: light red,
+# which viridis never uses.
+_DIVERGED_FACE = "#f4a582"
+
 
 @dataclass
 class SweepResult:
@@ -536,7 +542,15 @@ class SweepResult:
     best_state: Any = None
 
     def best(self) -> int:
-        """The index of the member with the best monitored metric."""
+        """The member with the best monitored metric.
+
+        Returns:
+            Its index: the largest ``best_metric`` for an ``*_accuracy``
+            monitor, else the smallest; members without one are skipped.
+
+        Raises:
+            ValueError: no member has a finite best metric.
+        """
         scores = np.where(np.isfinite(self.best_metric), self.best_metric, np.nan)
         if np.all(np.isnan(scores)):
             raise ValueError("no member has a finite best metric: all diverged.")
@@ -545,7 +559,13 @@ class SweepResult:
         return int(np.nanargmin(scores))
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per member: hyperparameters, best epoch and metric, status."""
+        """The members as dicts, the rows of :meth:`table` and the JSON.
+
+        Returns:
+            One dict per member: its hyperparameters, ``best_epoch`` (counted
+            from 1; ``None`` without one), ``best_<monitor>``, ``test_<metric>``
+            for each test metric (NaN without a best epoch) and ``status``.
+        """
         rows = []
         for i in range(self.hyperparams.size):
             row = self.hyperparams.member(i)
@@ -559,7 +579,13 @@ class SweepResult:
         return rows
 
     def table(self) -> str:
-        """The rows as an aligned text table (epochs counted from 1)."""
+        """The rows as an aligned text table.
+
+        Returns:
+            A header, a rule and one line per member, numbers to 4
+            significant digits; epochs count from 1, and a member without a
+            best epoch shows ``-``.
+        """
         rows = self.rows()
         columns = list(rows[0])
 
@@ -580,7 +606,19 @@ class SweepResult:
         return "\n".join(lines)
 
     def to_json(self, path) -> None:
-        """Writes hyperparameters, histories, results and status as JSON."""
+        """Writes hyperparameters, histories, results and status as JSON.
+
+        The record holds ``grid_shape``, ``monitor``, ``members`` (the
+        :meth:`rows`) and ``history`` (each metric's ``(K, epochs)`` rows).
+        Non-finite values (a diverged member's) are written as ``null``, so
+        the file is strict JSON.
+
+        Args:
+            path: the file to write; its folder is created when missing.
+
+        Returns:
+            None.
+        """
 
         def clean(array):
             return [None if not np.isfinite(v) else float(v) for v in array]
@@ -605,12 +643,30 @@ class SweepResult:
     def plot(self, folder, *, x="learning_rate") -> list[pathlib.Path]:
         """Loss curves, the best metric against ``x`` (log axis), a 2-D heatmap.
 
-        Needs matplotlib (the ``experiments`` extra). Returns the PNG paths.
+        ``sweep_curves.png`` draws every member's validation loss per epoch
+        (the training loss without validation data). With ``x`` among the
+        hyperparameters, ``sweep_<monitor>_vs_<x>.png`` draws the best
+        monitored value against ``x`` on a log axis, one line per value of
+        the other hyperparameters, diverged members as red crosses along
+        the bottom. For a 2-D grid, ``sweep_heatmap.png`` colours each cell
+        by its best monitored value; a diverged member's cell is hatched (on
+        a light red face when it never had a best value), so that it cannot
+        pass for a blank or a poor result.
+
+        Needs matplotlib (the ``experiments`` or ``docs`` extra).
+
+        Args:
+            folder: where to write the PNGs; created when missing.
+            x: the hyperparameter of the second plot's horizontal axis.
+
+        Returns:
+            The paths of the PNGs written.
         """
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
 
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -646,8 +702,18 @@ class SweepResult:
             for label, members in groups.items():
                 order = sorted(members, key=lambda i: values[i])
                 ax.plot(values[order], self.best_metric[order], "o-", label=label)
+            diverged = np.array(self.status) == "diverged"
+            if diverged.any():
+                ax.plot(
+                    values[diverged],
+                    np.full(diverged.sum(), 0.03),
+                    "x",
+                    color="tab:red",
+                    transform=ax.get_xaxis_transform(),
+                    label="diverged",
+                )
             ax.set(xscale="log", xlabel=x, ylabel=f"best {self.monitor}")
-            if len(groups) > 1:
+            if len(groups) > 1 or diverged.any():
                 ax.legend(fontsize="small")
             ax.grid(alpha=0.3)
             paths.append(folder / f"sweep_{self.monitor}_vs_{x}.png")
@@ -658,9 +724,27 @@ class SweepResult:
         if len(self.hyperparams.shape) == 2:
             rows_name, cols_name = self.hyperparams.names
             shape = self.hyperparams.shape
-            grid_values = self.best_metric.reshape(shape)
+            grid_values = np.asarray(self.best_metric, np.float64).reshape(shape)
+            diverged = (np.array(self.status) == "diverged").reshape(shape)
             fig, ax = plt.subplots(figsize=(7, 4.5))
-            image = ax.imshow(grid_values.T, aspect="auto", origin="lower")
+            image = ax.imshow(
+                np.ma.masked_invalid(grid_values.T), aspect="auto", origin="lower"
+            )
+            for i, j in zip(*np.nonzero(diverged)):
+                blank = not np.isfinite(grid_values[i, j])
+                ax.add_patch(
+                    Rectangle(
+                        (i - 0.5, j - 0.5),
+                        1,
+                        1,
+                        facecolor=_DIVERGED_FACE if blank else "none",
+                        edgecolor="black",
+                        hatch="xx",
+                        lw=0,
+                    )
+                )
+            if diverged.any():
+                ax.set_title("hatched: diverged")
             row_ticks = self.hyperparams.values[rows_name].reshape(shape)[:, 0]
             col_ticks = self.hyperparams.values[cols_name].reshape(shape)[0, :]
             ax.set_xticks(range(shape[0]), [f"{v:.2g}" for v in row_ticks], rotation=90)
@@ -732,7 +816,8 @@ def make_sweep(
         patience: epochs without improvement (by more than ``min_delta``)
             before a member stops; ``None`` never stops early.
         min_delta: the least change that counts as an improvement.
-        data_seed: seeds the minibatch order, shared by all members.
+        data_seed: seeds the minibatch order, shared by all members (the
+            order ``train.fit`` draws with ``key=jax.random.key(data_seed)``).
         devices: split the members across these devices; by default all
             local devices when there are several.
         mesh: or split them across every device of this
@@ -915,8 +1000,10 @@ def run(
         optimizer: ``hp -> optax.GradientTransformation``; ``hp`` maps each
             hyperparameter name to the member's value (a tracer).
         hyperparams: from :func:`grid` or :func:`paired`. ``seed`` (default
-            0 for all) seeds each member's init and dropout; ``l2`` is the L2
-            strength in the loss.
+            0 for all) seeds each member's init and dropout as
+            ``train.fit``'s ``key=jax.random.key(seed)`` does; ``l2`` is the
+            L2 strength in the loss. Every other name must be read by
+            ``optimizer`` or ``network``.
         train: the training data ``(x, y)``, shared by every member.
         **options: keyword arguments of :func:`make_sweep`:
 
@@ -935,7 +1022,8 @@ def run(
               ``min_delta``) before a member stops; ``None`` (the default)
               never stops early.
             * ``min_delta``: the least change that counts as an improvement.
-            * ``data_seed``: seeds the minibatch order, shared by all members.
+            * ``data_seed``: seeds the minibatch order, shared by all members
+              (the order ``train.fit`` draws with ``key(data_seed)``).
             * ``devices``: split the members across these devices; by
               default all local devices when there are several.
             * ``mesh``: or split them across every device of this
@@ -944,6 +1032,10 @@ def run(
 
     Returns:
         A :class:`SweepResult`.
+
+    Raises:
+        TypeError, ValueError, KeyError: as :func:`make_sweep` and its
+            ``sweep_fn`` do, before any training.
     """
     return make_sweep(network, loss, optimizer, train, **options)(hyperparams)
 

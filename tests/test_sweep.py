@@ -515,3 +515,61 @@ def test_each_members_values_meet_the_factories_checks_before_tracing():
             **(kwargs | {"network": net}),
         )
     assert traces == []
+
+
+def test_the_heatmap_marks_diverged_members(tmp_path):
+    pytest.importorskip("matplotlib", reason="the docs extra installs matplotlib")
+    import matplotlib.image
+
+    # lr 3e38 sends w to inf in the first step: no best value, diverged.
+    result = quadratic_sweep_grid(
+        sweep.grid(learning_rate=[0.1, 0.5, 3e38], l2=[0.0, 0.01])
+    )
+    assert result.status == ["finished"] * 4 + ["diverged"] * 2
+    paths = result.plot(tmp_path)
+    assert [p.name for p in paths] == [
+        "sweep_curves.png",
+        "sweep_train_loss_vs_learning_rate.png",
+        "sweep_heatmap.png",
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(paths[-1])[..., :3]
+    # The diverged cells are light red (#f4a582) under black hatching, a
+    # colour viridis never draws; a blank cell would be white.
+    face = np.array([0xF4, 0xA5, 0x82]) / 255
+    light_red = np.all(np.abs(pixels - face) < 0.02, axis=-1)
+    assert light_red.sum() > 1000
+
+
+def quadratic_sweep_grid(hyperparams):
+    x, t = np.ones((1, 1), np.float32), np.full((1, 1), 3.0, np.float32)
+    return sweep.run(
+        layers.Dense(1, W_init="zeros", use_bias=False),
+        losses.mse,
+        sgd_of,
+        hyperparams,
+        (x, t),
+        epochs=3,
+        batch_size=None,
+    )
+
+
+def test_every_public_function_documents_its_arguments_and_result():
+    import inspect
+
+    functions = [getattr(sweep, name) for name in sweep.__all__]
+    for cls in (sweep.Hyperparams, sweep.SweepResult):
+        functions += [
+            f
+            for name, f in vars(cls).items()
+            if inspect.isfunction(f) and not name.startswith("_")
+        ]
+    for f in functions:
+        if inspect.isclass(f):
+            continue
+        doc = inspect.getdoc(f) or ""
+        takes = [p for p in inspect.signature(f).parameters if p != "self"]
+        assert "Returns:" in doc, f"{f.__qualname__} has no Returns: section"
+        if takes:
+            assert "Args:" in doc, f"{f.__qualname__} has no Args: section"
