@@ -522,8 +522,8 @@ def test_nan_params_stop_naming_epoch_and_step(dataset):
     optimizer = optax.chain(optim.sgd(0.01), _poison(6))
     with pytest.raises(
         train.TrainingDivergedError,
-        match=r"params' global norm became nan after the update .* epoch 3, "
-        r"step 1 of 3 \(global step 6\)",
+        match=r"params became non-finite \(global norm nan\) at epoch 3, step 1 "
+        r"of 3 \(global step 6\), whose loss was finite",
     ) as err:
         train.fit(
             layers.mlp(SIZES),
@@ -571,15 +571,16 @@ def test_params_overflowed_by_the_last_update_stop_the_run(dataset):
     x, y = dataset
     with pytest.raises(
         train.TrainingDivergedError,
-        match=r"params' global norm became (inf|nan) after the update .* epoch 1, "
-        r"step 1 of 1",
+        match=r"params became non-finite \(global norm (inf|nan)\) at epoch 1, "
+        r"step 1 of 1 .* its update overflowed",
     ):
         _relu_fit((1e3 * x, y), optimizer=optim.sgd(1e38), epochs=1, batch_size=None)
 
 
 def test_a_nan_gradient_with_a_finite_loss_stops_the_run(key):
     # A layer that passes its input on unchanged but reports a NaN gradient
-    # for its one param: the loss stays finite, the gradient does not.
+    # for its one param: the loss stays finite, the gradient does not, and
+    # the update makes the param NaN.
     def init(key, input_shape):
         del key
         return input_shape, {"s": jnp.zeros(())}, ()
@@ -595,8 +596,9 @@ def test_a_nan_gradient_with_a_finite_loss_stops_the_run(key):
     x, y = jnp.ones((8, 3)), jnp.zeros((8,), jnp.int32)
     with pytest.raises(
         train.TrainingDivergedError,
-        match=r"gradient's global norm became nan \(with a loss of 1\.\d+\) at "
-        r"epoch 1, step 1 of 2",
+        match=r"params became non-finite \(global norm nan\) at epoch 1, step 1 "
+        r"of 2 \(global step 0\), whose loss was finite \(1\.\d+\): its "
+        r"gradient was NaN",
     ):
         train.fit(
             net,
