@@ -204,6 +204,20 @@ def restore(path, template) -> tuple[Any, dict[str, Any]]:
 def read_metadata(path) -> dict[str, Any]:
     """The ``metadata`` dict saved with the checkpoint at ``path``.
 
+    Reads the header only as far as needed, without a template: use it to
+    see a checkpoint's epoch or settings before building a template.
+
+    Args:
+        path: a file written by :func:`save`.
+
+    Returns:
+        The ``metadata`` given to :func:`save`, as JSON gives it back (lists
+        for tuples, Python numbers for numpy ones).
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupted, or not
+            a funcnet checkpoint.
+
     Example:
         >>> import tempfile, pathlib
         >>> from funcnet import checkpoint

@@ -151,6 +151,22 @@ def Activation(activation: str | _activations.Activation) -> Layer:
 
     Its backward is ``delta = dL/da * f'(z)``, with ``f'`` taken from the
     saved output ``a`` (sigmoid, tanh) or the saved input ``z`` (the others).
+
+    Args:
+        activation: an :class:`~funcnet.activations.Activation` or its name
+            (``"relu"``, ``"tanh"``, ``"sigmoid"``, ...).
+
+    Returns:
+        A :class:`Layer` with no params and no state; its residuals are
+        ``a`` or ``z``, whichever the derivative is computed from.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnet import layers
+        >>> relu = layers.Activation("relu")
+        >>> y, _, z = relu.forward((), (), jnp.array([[-1.0, 2.0]]))
+        >>> relu.backward((), z, jnp.ones_like(y))[1].tolist()
+        [[0.0, 1.0]]
     """
     act = _activations.get(activation)
 
@@ -458,6 +474,22 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
     ``backward`` runs the layers in reverse; called with
     ``return_cotangents=True`` it also returns, per layer, the ``dL/dy`` it
     received (for a :func:`Dense` layer that is its ``delta = dL/dz``).
+
+    Args:
+        *layers: the :class:`Layer` values, input side first; at least one.
+        name: the composite layer's name.
+
+    Returns:
+        A :class:`Layer` whose params, state and residuals are tuples with
+        one entry per layer, and whose ``sublayers`` are ``layers``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnet import layers
+        >>> net = layers.serial(layers.Dense(3), layers.Activation("tanh"))
+        >>> shape, params, state = net.init(jax.random.key(0), (2,))
+        >>> shape, len(params), [layer.name for layer in net.sublayers]
+        ((3,), 2, ['Dense(3)', 'tanh'])
     """
     if not layers:
         raise ValueError("serial needs at least one layer; got none.")
@@ -637,7 +669,21 @@ def _as_sizes(sizes) -> list[int]:
 
 
 def count_params(params) -> int:
-    """The number of trainable scalars in a params pytree."""
+    """The number of trainable scalars in a params pytree.
+
+    Args:
+        params: a pytree of arrays, such as a network's ``init`` returns.
+
+    Returns:
+        The sum of the leaves' sizes, as a Python int.
+
+    Example:
+        >>> import jax
+        >>> from funcnet import layers
+        >>> _, params, _ = layers.mlp([3, 4, 2]).init(jax.random.key(0))
+        >>> layers.count_params(params)  # 3 * 4 + 4 + 4 * 2 + 2
+        26
+    """
     return sum(reduce(operator.mul, p.shape, 1) for p in jax.tree.leaves(params))
 
 

@@ -546,6 +546,12 @@ def data_parallel(train_state, *arrays, mesh: Mesh):
     pass the results to an epoch made with ``make_epoch(..., mesh=mesh)``.
     :func:`fit` with ``mesh=`` does this itself.
 
+    Args:
+        train_state: the :class:`TrainState` to replicate.
+        *arrays: data sets (``x``, ``y``, ...) to replicate.
+        mesh: the ``jax.sharding.Mesh`` of the devices, on this host or, under
+            ``jax.distributed``, on several.
+
     Returns:
         ``(train_state, *arrays)``, placed.
     """

@@ -1,11 +1,13 @@
 """Dense, Activation, serial and mlp: shapes, hand-computed values, bad input."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnet import layers
+from funcnet import checkpoint, layers, train
 
 
 def test_dense_shapes_and_dtype(key, dtype):
@@ -211,3 +213,27 @@ def test_mlp_sizes_of_the_wrong_kind_are_named():
         layers.mlp(np.array([3.0, 4.0]))
     with pytest.raises(ValueError, match="sizes must be a sequence .* got int: 3"):
         layers.mlp(3)
+
+
+def _public_functions(module):
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.isfunction(obj):
+            yield name, obj
+        elif inspect.isclass(obj):
+            for method, fn in vars(obj).items():
+                if not method.startswith("_") and inspect.isfunction(fn):
+                    yield f"{name}.{method}", fn
+
+
+@pytest.mark.parametrize(
+    "module", [layers, train, checkpoint], ids=lambda m: m.__name__
+)
+def test_every_public_function_has_args_and_returns(module):
+    missing = [
+        f"{name} lacks {section}"
+        for name, fn in _public_functions(module)
+        for section in ("Args:", "Returns:")
+        if section not in (inspect.getdoc(fn) or "")
+    ]
+    assert not missing, missing
