@@ -5,10 +5,13 @@ An optimizer is a pair ``init(params) -> opt_state`` and
 ``params = apply_updates(params, updates)``. Every optimizer here is a
 ``chain`` of small transforms, each with a NamedTuple state named after it.
 
-Hyperparameters may be Python floats, arrays, tracers (swept under ``vmap``
-or passed into ``jit``) or, for ``learning_rate`` and ``weight_decay``,
-schedules (callables of the int32 step count, optax's included). Concrete
-values out of range raise ``ValueError`` naming the argument; tracers pass.
+Hyperparameters may be Python numbers, arrays or tracers (swept under
+``vmap`` or passed into ``jit``) of a real dtype or, for ``learning_rate``
+(``lr`` in the torch presets) and ``weight_decay`` only, schedules (callables
+of the int32 step count, optax's included). Anything else (a string, ``None``,
+a bool, a complex value, a list, a callable for another argument) and a
+concrete value out of range raise ``ValueError`` naming the argument when the
+optimizer is built; a tracer's value is not range-checked.
 
 Coupled L2 versus decoupled weight decay:
 
@@ -20,8 +23,8 @@ Coupled L2 versus decoupled weight decay:
 ``chain``, ``apply_updates`` and ``clip_by_global_norm`` are optax's own,
 each called through a documented function of the same name: they hold no
 optimizer math, and using them keeps every optimizer here interchangeable
-with optax's. ``funcnet.optim.torch`` holds
-presets with ``torch.optim``'s conventions.
+with optax's. ``funcnet.optim.torch`` holds presets with ``torch.optim``'s
+conventions.
 """
 
 from funcnet.optim import torch

@@ -30,6 +30,12 @@ Every difference from the optax-style optimizers in ``funcnet.optim``
 With a constant learning rate the RMSProp buffer order changes nothing; with
 a schedule it does (torch scales the whole buffer by the current rate).
 
+Schedules: ``lr`` and ``weight_decay`` may be callables of the step count
+(counted from 0). ``lr=lambda count: base * f(count)`` reproduces
+``LambdaLR(optimizer, f)`` on ``lr=base`` stepped after each
+``optimizer.step()``; the golden file checks this for RMSProp with momentum,
+SGD with dampening and AdamW.
+
 Not supported: ``amsgrad``, ``maximize``, ``foreach``, ``fused``,
 ``capturable``, ``differentiable`` (the last four are implementation choices
 with no effect on the numbers), and several parameter groups (use ``mask``
