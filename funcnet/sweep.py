@@ -15,10 +15,26 @@ Randomness follows :func:`funcnet.train.fit`'s streams: a member of seed
 key=jax.random.key(s))`` does, and the minibatch order of every member is
 the order ``fit`` draws from ``key(data_seed)``. So with ``data_seed=s`` a
 member of seed ``s`` trains as ``fit`` does with ``key(s)``, the same
-hyperparameters and ``EarlyStopping(monitor, patience=patience)``. With
-several devices (``jax.local_devices()``; on the CPU, start Python with
-``XLA_FLAGS=--xla_force_host_platform_device_count=2``) the members are split
-across them, each device training its share.
+hyperparameters and ``EarlyStopping(monitor, patience=patience)``.
+
+Several devices are used in one of three ways, named by the axes of a
+``jax.sharding.Mesh`` passed as ``mesh=``:
+
+* a ``"members"`` axis splits the members: each device trains its share of
+  them on the whole data, and nothing crosses devices (a ``shard_map``).
+  This is the default when there are several local devices (on the CPU,
+  start Python with ``XLA_FLAGS=--xla_force_host_platform_device_count=2``),
+  and what ``devices=[...]`` means;
+* a ``"data"`` axis splits every minibatch across its devices, members
+  and data replicated, as :func:`funcnet.train.fit` with ``mesh=`` does:
+  XLA sums the per-device gradients with an all-reduce. Use it when one
+  member's batch is big enough to share;
+* both axes (a 2-D mesh) split the members over ``"members"`` and each
+  member's batches over ``"data"``.
+
+When the mesh spans several processes (``jax.distributed``), every process
+gets the whole result: a split result is gathered with
+``multihost_utils.process_allgather``.
 
 Inside the compiled program each member keeps its own early stopping: when
 its monitored metric has not improved for ``patience`` epochs it is frozen
@@ -62,11 +78,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from funcnet import grad as _grad
 from funcnet import losses as _losses
 from funcnet.data import batch_indices
 from funcnet.layers import Layer
+
+# TODO: move these two into a shared module when train.py can change; they
+# are the one layout of data-parallel training for fit and for sweeps.
+from funcnet.train import _check_divisible, _layouts
 
 # hyperparameters
 
@@ -357,11 +378,18 @@ def _make_member_run(
     has_val,
     has_test,
     reads,
+    split_batch=None,
+    replicate=None,
 ):
     """The training run of one member, a pure function to ``vmap``.
 
     The names its factories read while it is traced are added to ``reads``.
+    ``split_batch`` and ``replicate`` (sharding constraints, as
+    :func:`funcnet.train.make_epoch` uses) lay out each minibatch and the
+    carried state for data-parallel training; by default nothing is laid out.
     """
+    split_batch = split_batch or (lambda tree: tree)
+    replicate = replicate or (lambda tree: tree)
     maximize = monitor.endswith("accuracy")
 
     def run(hp, order_key, train_x, train_y, val_x, val_y, test_x, test_y):
@@ -387,9 +415,10 @@ def _make_member_run(
         def train_step(carry, batch):
             params, state, opt_state, step, active = carry
             idx, mask = batch
+            x, y, mask = split_batch((train_x[idx], train_y[idx], mask))
             key = jax.random.fold_in(forward_key, step)
             (value, aux), grads = value_and_grad(
-                params, state, train_x[idx], train_y[idx], key=key, mask=mask
+                params, state, x, y, key=key, mask=mask
             )
             updates, new_opt_state = tx.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
@@ -398,9 +427,10 @@ def _make_member_run(
             params = _tree_where(active_now, new_params, params)
             state = _tree_where(active_now, aux.state, state)
             opt_state = _tree_where(active_now, new_opt_state, opt_state)
+            params, state, opt_state = replicate((params, state, opt_state))
             metrics = {"loss": value, "count": jnp.sum(mask)}
             if loss.classification:
-                correct = _losses.accuracy(aux.outputs, train_y[idx])
+                correct = _losses.accuracy(aux.outputs, y)
                 metrics["accuracy"] = jnp.sum(mask * correct) / jnp.maximum(
                     jnp.sum(mask), 1
                 )
@@ -775,6 +805,55 @@ def _as_xy(name, dataset):
     return x, y
 
 
+_MEMBERS, _DATA = "members", "data"
+
+
+def _sweep_mesh(mesh, devices):
+    """The mesh the sweep runs on, or ``None`` for one device."""
+    if mesh is not None and devices is not None:
+        raise ValueError(
+            "give devices or mesh, not both; devices=[...] splits the members "
+            "as a mesh with one 'members' axis would."
+        )
+    if mesh is None:
+        devices = list(jax.local_devices() if devices is None else devices)
+        if len(devices) == 1:
+            return None
+        return Mesh(np.array(devices), (_MEMBERS,))
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh; got {_describe(mesh)}.")
+    unknown = [a for a in mesh.axis_names if a not in (_MEMBERS, _DATA)]
+    if unknown:
+        raise ValueError(
+            f"a sweep's mesh has a {_MEMBERS!r} axis (split the members across "
+            f"its devices), a {_DATA!r} axis (split every minibatch across its "
+            f"devices, members replicated), or both; got the axes "
+            f"{mesh.axis_names}."
+        )
+    return mesh
+
+
+def _replicated(tree, mesh):
+    """``tree`` (arrays, no keys) placed whole on every device of ``mesh``."""
+    whole = NamedSharding(mesh, PartitionSpec())
+    if whole.is_fully_addressable:
+        return jax.device_put(tree, whole)
+    # Over several processes, each places its own copy (the same on all).
+    return jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(whole, np.asarray(a)), tree
+    )
+
+
+def _gather(array) -> np.ndarray:
+    """A result as a numpy array, gathered from every process when split."""
+    if array.is_fully_addressable:
+        return np.asarray(jax.device_get(array))
+    # A mesh over several processes: each holds only its own devices' share.
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
 def make_sweep(
     network: Layer | Callable[[dict], Layer],
     loss: _losses.Loss,
@@ -820,8 +899,12 @@ def make_sweep(
             order ``train.fit`` draws with ``key=jax.random.key(data_seed)``).
         devices: split the members across these devices; by default all
             local devices when there are several.
-        mesh: or split them across every device of this
-            ``jax.sharding.Mesh``.
+        mesh: a ``jax.sharding.Mesh`` whose axes say how to use its devices:
+            ``"members"`` splits the members (each device trains its share on
+            the whole data), ``"data"`` splits every minibatch (the batch
+            size must be a multiple of that axis's size; members replicated;
+            results equal one device's to float32 rounding), both do both.
+            Give ``devices`` or ``mesh``, not both.
         trace_counter: called each time the program is traced.
 
     Returns:
@@ -840,8 +923,10 @@ def make_sweep(
         TypeError: ``optimizer`` is not a function (an optimizer itself, say),
             ``network`` is neither a layer nor a function, or ``loss`` is not a
             :class:`~funcnet.losses.Loss`.
-        ValueError: a bad ``epochs``, ``patience``, ``monitor``, data set or
-            device choice.
+        ValueError: a bad ``epochs``, ``patience``, ``monitor`` or data set, a
+            mesh axis other than ``"members"`` and ``"data"``, both
+            ``devices`` and ``mesh``, or a batch size that the ``"data"``
+            axis does not divide (naming both numbers).
     """
     _check_factories(network, loss, optimizer)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -861,6 +946,15 @@ def make_sweep(
     if monitor not in known:
         raise ValueError(f"monitor must be one of {known}; got {monitor!r}.")
 
+    mesh = _sweep_mesh(mesh, devices)
+    members_axis = mesh is not None and _MEMBERS in mesh.axis_names
+    data_split = mesh is not None and _DATA in mesh.axis_names
+    layouts = {}
+    if data_split:
+        _check_divisible(batch_size, train[0].shape[0], mesh, _DATA)
+        split_batch, replicate = _layouts(mesh, _DATA)
+        layouts = dict(split_batch=split_batch, replicate=replicate)
+
     traced_reads = set()
     member_run = _make_member_run(
         network,
@@ -876,42 +970,48 @@ def make_sweep(
         has_val=val is not None,
         has_test=test is not None,
         reads=traced_reads,
+        **layouts,
     )
     empty = jnp.zeros((0,))
     data = (*train, *(val or (empty, empty)), *(test or (empty, empty)))
-    # train.fit's shuffle stream for key(data_seed), shared by every member.
+    # train.fit's shuffle stream for key(data_seed), shared by every member;
+    # passed as its raw uint32 data, which places like any array.
     data_key = jax.random.split(jax.random.split(jax.random.key(data_seed))[1])[1]
+    data_key = jax.random.key_data(data_key)
+    if data_split:
+        # The data once on every device, as train.data_parallel places it.
+        data_key, *data = _replicated((data_key, *data), mesh)
 
     def members(hp, data_key, *data):
         if trace_counter is not None:
             trace_counter()
-        return jax.vmap(member_run, in_axes=(0, None) + (None,) * len(data))(
-            hp, data_key, *data
-        )
+        data_key = jax.random.wrap_key_data(data_key)
+        return jax.vmap(
+            member_run,
+            in_axes=(0, None) + (None,) * len(data),
+            # With a data axis, the members axis (if any) splits every
+            # member-batched value: GSPMD lays out both.
+            spmd_axis_name=_MEMBERS if data_split and members_axis else None,
+        )(hp, data_key, *data)
 
-    if mesh is not None and devices is not None:
-        raise ValueError("give devices or mesh, not both; both say where members go.")
-    if mesh is not None:
-        devices = list(mesh.devices.flat)
-    devices = list(jax.local_devices() if devices is None else devices)
+    shards = mesh.shape[_MEMBERS] if members_axis else 1
     programs = {1: jax.jit(members)}
-    if len(devices) > 1:
-        from jax.sharding import Mesh, PartitionSpec
-
-        mesh = Mesh(np.array(devices), ("members",))
-        programs[len(devices)] = jax.jit(
+    if members_axis and not data_split:
+        programs[shards] = jax.jit(
             jax.shard_map(
                 members,
                 mesh=mesh,
-                in_specs=(PartitionSpec("members"), PartitionSpec())
+                in_specs=(PartitionSpec(_MEMBERS), PartitionSpec())
                 + (PartitionSpec(),) * len(data),
-                out_specs=PartitionSpec("members"),
+                out_specs=PartitionSpec(_MEMBERS),
                 # Members are independent: nothing crosses devices, so the
                 # varying-axis bookkeeping of scan carries (init values such
                 # as zero biases do not depend on the member) is not needed.
                 check_vma=False,
             )
         )
+    elif members_axis:
+        programs[shards] = programs[1]
     compiled = {}
 
     def prepare(hyperparams):
@@ -933,8 +1033,10 @@ def make_sweep(
         checked = Hyperparams(values, (size,))
         for i in range(size):
             _build(network, optimizer, checked.member(i), reads)
-        shards = len(devices) if len(devices) > 1 and size > 1 else 1
-        padded = -(-size // shards) * shards
+        # A single member is not split over a members axis alone: it runs on
+        # one device (padding it would only repeat it).
+        split = shards if size > 1 or data_split else 1
+        padded = -(-size // split) * split
         # Pad with copies of member 0 so every device gets as many; dropped below.
         stacked = {
             k: jnp.asarray(
@@ -944,7 +1046,9 @@ def make_sweep(
             )
             for k, v in values.items()
         }
-        return programs[shards], stacked, reads
+        if data_split:
+            stacked = _replicated(stacked, mesh)
+        return programs[split], stacked, reads
 
     def lower(hyperparams: Hyperparams) -> jax.stages.Lowered:
         program, stacked, _ = prepare(hyperparams)
@@ -965,8 +1069,9 @@ def make_sweep(
         _check_all_read(hyperparams.names, reads | more_reads)
 
         size = hyperparams.size
-        out = jax.device_get(executable(stacked, data_key, *data))
-        out = jax.tree.map(lambda a: np.asarray(a)[:size], out)
+        out = jax.tree.map(
+            lambda a: _gather(a)[:size], executable(stacked, data_key, *data)
+        )
         return SweepResult(
             hyperparams=hyperparams,
             history=dict(out["history"]),
@@ -1026,8 +1131,9 @@ def run(
               (the order ``train.fit`` draws with ``key(data_seed)``).
             * ``devices``: split the members across these devices; by
               default all local devices when there are several.
-            * ``mesh``: or split them across every device of this
-              ``jax.sharding.Mesh``.
+            * ``mesh``: a ``jax.sharding.Mesh`` with a ``"members"`` axis
+              (split the members), a ``"data"`` axis (split every
+              minibatch), or both.
             * ``trace_counter``: called each time the program is traced.
 
     Returns:
