@@ -981,6 +981,11 @@ def make_sweep(
     if data_split:
         # The data once on every device, as train.data_parallel places it.
         data_key, *data = _replicated((data_key, *data), mesh)
+    home = None
+    if mesh is None:
+        # One device: the one given (devices=[d]), else the default one.
+        home = (jax.local_devices() if devices is None else list(devices))[0]
+        data_key, *data = jax.device_put((data_key, *data), home)
 
     def members(hp, data_key, *data):
         if trace_counter is not None:
@@ -1048,6 +1053,8 @@ def make_sweep(
         }
         if data_split:
             stacked = _replicated(stacked, mesh)
+        if home is not None:
+            stacked = jax.device_put(stacked, home)
         return programs[split], stacked, reads
 
     def lower(hyperparams: Hyperparams) -> jax.stages.Lowered:

@@ -89,6 +89,14 @@ def main():
                 + ("f32[32,64]", "f32[16,64]", "f32[8,64]")
             },
         }
+    # One device given: the sweep runs there, not on the default device.
+    on_third = make(devices=[devices[2]])
+    results["one_given_device"] = compare(on_third(hp), single) | {
+        "input_devices": sorted(
+            {d.id for s in jax.tree.leaves(on_third.lower(hp).compile().input_shardings)
+             for d in s.device_set}
+        ),
+    }  # fmt: skip
     # The devices= spelling splits the members too.
     results["devices"] = compare(make(devices=devices)(hp), single)
     # One member on a data mesh still splits its batches.

@@ -44,7 +44,15 @@ def results():
 
 
 @pytest.mark.parametrize(
-    "layout", ["data", "members", "members_data", "devices", "data_one_member"]
+    "layout",
+    [
+        "data",
+        "members",
+        "members_data",
+        "devices",
+        "data_one_member",
+        "one_given_device",
+    ],
 )
 def test_every_layout_equals_one_device(results, layout):
     r = results[layout]
@@ -53,6 +61,10 @@ def test_every_layout_equals_one_device(results, layout):
     assert r["test"] < 1e-5
     assert r["best_epoch_equal"]
     assert set(r["status"]) == {"finished"}
+
+
+def test_one_given_device_is_where_the_sweep_runs(results):
+    assert results["one_given_device"]["input_devices"] == [2]
 
 
 def test_a_data_axis_splits_every_batch_and_all_reduces(results):
