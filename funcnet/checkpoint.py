@@ -73,7 +73,7 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
     Sharded arrays are gathered whole: across devices on one host, and
     across hosts under ``jax.distributed`` (every process must call
     ``save``; process 0 writes the file, so give all processes one shared
-    path).
+    path, and every process returns once the file is written).
 
     A successful save also deletes the temporary files that saves of the
     same ``path`` killed midway left in its folder (``.<name>.<hex>.tmp``);
@@ -85,6 +85,8 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
     Raises:
         TypeError: ``metadata`` holds a value JSON cannot store; the message
             names its key.
+        CheckpointError: under ``jax.distributed``, in the other processes
+            when process 0 failed to write the file (it raises its own error).
 
     Example:
         >>> import tempfile, pathlib, jax
@@ -126,9 +128,31 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
     header_bytes = json.dumps(header).encode()
     arrays[_HEADER] = np.frombuffer(header_bytes, np.uint8)
 
-    # Every process gathered the same values above; one of them writes.
-    if jax.process_index() != 0:
-        return path
+    # Every process gathered the same values above; process 0 writes them.
+    failure = None
+    if jax.process_index() == 0:
+        try:
+            _write(path, arrays)
+        except Exception as error:
+            failure = error
+    if jax.process_count() > 1:
+        # A collective, so no process returns before the file is written,
+        # and each learns whether it was.
+        from jax.experimental import multihost_utils
+
+        written = multihost_utils.broadcast_one_to_all(np.int32(failure is None))
+        if failure is None and not written:
+            raise CheckpointError(
+                f"process 0 failed to write the checkpoint {str(path)!r}; its "
+                f"error is in its own output."
+            )
+    if failure is not None:
+        raise failure
+    return path
+
+
+def _write(path, arrays) -> None:
+    """Writes ``arrays`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -144,7 +168,6 @@ def save(path, tree, *, metadata: dict[str, Any] | None = None) -> pathlib.Path:
         raise
     _remove_stale_temporaries(path)
     _fsync_folder(path.parent)
-    return path
 
 
 def restore(path, template) -> tuple[Any, dict[str, Any]]:

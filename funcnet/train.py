@@ -556,7 +556,22 @@ def data_parallel(train_state, *arrays, mesh: Mesh):
         ``(train_state, *arrays)``, placed.
     """
     whole = NamedSharding(mesh, PartitionSpec())
-    return jax.device_put((train_state, *arrays), whole)
+    return jax.tree.map(lambda leaf: _replicate(leaf, whole), (train_state, *arrays))
+
+
+def _replicate(leaf, sharding):
+    """``leaf`` replicated on ``sharding``'s devices, on one host or several."""
+    if _checkpoint._is_key(leaf):
+        # device_put cannot place a typed key on devices of other hosts.
+        data = _replicate(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+        return leaf
+    if sharding.is_fully_addressable:
+        return jax.device_put(leaf, sharding)
+    # Across hosts every process holds the whole value and places its copies;
+    # a transfer from one host's device to the others' is not possible.
+    return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
 
 
 def _check_data(x_name, x, y_name, y) -> int:
@@ -759,12 +774,14 @@ def fit(
         )
     run_config = _checkpoint._as_json(dict(run_config or {}), "run_config")
     x, y = _stage("train_data", train_data)
-    if val_data is not None:
-        val_x, val_y = _stage("val_data", val_data)
+    val = () if val_data is None else _stage("val_data", val_data)
     if train_state is None:
         train_state = init_train_state(
             network, optimizer, key=key, input_shape=x.shape[1:]
         )
+    if mesh is not None:
+        # Before a restore, which lays the checkpoint out as its template is.
+        train_state, x, y, *val = data_parallel(train_state, x, y, *val, mesh=mesh)
 
     epoch_fn = make_epoch(
         network,
@@ -794,8 +811,6 @@ def fit(
     )
     if resume and path.is_file():
         run.restore(path, config)
-    if mesh is not None:
-        run.train_state, x, y = data_parallel(run.train_state, x, y, mesh=mesh)
 
     bar = _progress_bar(epochs, run.epoch) if progress else None
     try:
@@ -809,10 +824,10 @@ def fit(
                 if k != "count" and not k.startswith("step_")
             }
             if val_data is not None:
-                val = evaluate_fn(
-                    run.train_state.params, run.train_state.state, val_x, val_y
+                val_metrics = evaluate_fn(
+                    run.train_state.params, run.train_state.state, *val
                 )
-                logs |= {f"val_{k}": float(v) for k, v in val.items()}
+                logs |= {f"val_{k}": float(v) for k, v in val_metrics.items()}
             if validate is not None:
                 logs |= {
                     f"val_{k}": float(v) for k, v in validate(run.train_state).items()
