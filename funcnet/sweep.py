@@ -817,6 +817,8 @@ def _sweep_mesh(mesh, devices):
         )
     if mesh is None:
         devices = list(jax.local_devices() if devices is None else devices)
+        if not devices:
+            raise ValueError("devices must list at least one device; got none.")
         if len(devices) == 1:
             return None
         return Mesh(np.array(devices), (_MEMBERS,))
