@@ -80,14 +80,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from funcnet import _sharding
 from funcnet import grad as _grad
 from funcnet import losses as _losses
 from funcnet.data import batch_indices
 from funcnet.layers import Layer
-
-# TODO: move these two into a shared module when train.py can change; they
-# are the one layout of data-parallel training for fit and for sweeps.
-from funcnet.train import _check_divisible, _layouts
 
 # hyperparameters
 
@@ -96,8 +93,11 @@ from funcnet.train import _check_divisible, _layouts
 class Hyperparams:
     """The hyperparameters of ``K`` members, one array of ``K`` values a name.
 
-    ``shape`` is the grid's shape (``(K,)`` for paired lists), so that a 2-D
-    grid can be drawn as a heatmap.
+    Attributes:
+        values: each hyperparameter's name to its ``K`` values, member by
+            member.
+        shape: the grid's shape (``(K,)`` for paired lists), so that a 2-D
+            grid can be drawn as a heatmap.
     """
 
     values: Mapping[str, np.ndarray]
@@ -953,8 +953,8 @@ def make_sweep(
     data_split = mesh is not None and _DATA in mesh.axis_names
     layouts = {}
     if data_split:
-        _check_divisible(batch_size, train[0].shape[0], mesh, _DATA)
-        split_batch, replicate = _layouts(mesh, _DATA)
+        _sharding.check_divisible(batch_size, train[0].shape[0], mesh, _DATA)
+        split_batch, replicate = _sharding.layouts(mesh, _DATA)
         layouts = dict(split_batch=split_batch, replicate=replicate)
 
     traced_reads = set()

@@ -48,6 +48,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from funcnet import _sharding
 from funcnet import checkpoint as _checkpoint
 from funcnet import grad as _grad
 from funcnet import losses as _losses
@@ -61,7 +62,15 @@ CHECKPOINT_NAME = "checkpoint.npz"
 
 
 class Batch(NamedTuple):
-    """One minibatch: inputs, targets, and optional per-example weights."""
+    """One minibatch: inputs, targets, and optional per-example weights.
+
+    Attributes:
+        x: the inputs, ``(batch, ...)``.
+        y: the targets: integer labels ``(batch,)`` or an array ``(batch,
+            n_out)``.
+        mask: ``None``, or per-example weights ``(batch,)`` (0 for the padding
+            rows of a last, short batch).
+    """
 
     x: Any
     y: Any
@@ -469,12 +478,12 @@ def make_epoch(
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False; got {flag!r}.")
     step = _make_step(network, loss, optimizer, mode=mode, param_norm=True)
-    split_batch, replicate = _layouts(mesh, data_axis)
+    split_batch, replicate = _sharding.layouts(mesh, data_axis)
 
     def epoch(train_state, x, y):
         n = _check_data("x", x, "y", y)
         if mesh is not None:
-            _check_divisible(batch_size, n, mesh, data_axis)
+            _sharding.check_divisible(batch_size, n, mesh, data_axis)
         order_key = jax.random.fold_in(_streams(train_state.key)[1], train_state.step)
         order, mask = batch_indices(
             order_key, n, batch_size, shuffle=shuffle, drop_last=drop_last
@@ -499,45 +508,6 @@ def make_epoch(
     return jax.jit(epoch, donate_argnums=(0,) if donate else ())
 
 
-def _layouts(mesh, data_axis):
-    """Sharding constraints for a batch (split) and a train state (replicated)."""
-    if mesh is None:
-        return (lambda tree: tree), (lambda tree: tree)
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}.")
-    if data_axis not in mesh.axis_names:
-        raise ValueError(
-            f"data_axis {data_axis!r} is not an axis of the mesh, whose axes are "
-            f"{mesh.axis_names}."
-        )
-    split = NamedSharding(mesh, PartitionSpec(data_axis))
-    whole = NamedSharding(mesh, PartitionSpec())
-
-    def split_batch(batch):
-        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, split), batch)
-
-    def replicate(tree):
-        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, whole), tree)
-
-    return split_batch, replicate
-
-
-def _check_divisible(batch_size, n, mesh, data_axis):
-    devices = mesh.shape[data_axis]
-    size = n if batch_size is None else min(batch_size, n)
-    if size % devices:
-        what = (
-            f"batch_size={size}"
-            if batch_size is not None and batch_size < n
-            else f"the full batch of {size} examples"
-        )
-        raise ValueError(
-            f"{what} is not divisible by the {devices} devices on mesh axis "
-            f"{data_axis!r}: each device must get the same share of every batch. "
-            f"Choose a batch size that is a multiple of {devices}."
-        )
-
-
 def data_parallel(train_state, *arrays, mesh: Mesh):
     """Places a train state and data sets for data-parallel training on ``mesh``.
 
@@ -556,22 +526,9 @@ def data_parallel(train_state, *arrays, mesh: Mesh):
         ``(train_state, *arrays)``, placed.
     """
     whole = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda leaf: _replicate(leaf, whole), (train_state, *arrays))
-
-
-def _replicate(leaf, sharding):
-    """``leaf`` replicated on ``sharding``'s devices, on one host or several."""
-    if _checkpoint._is_key(leaf):
-        # device_put cannot place a typed key on devices of other hosts.
-        data = _replicate(jax.random.key_data(leaf), sharding)
-        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
-    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
-        return leaf
-    if sharding.is_fully_addressable:
-        return jax.device_put(leaf, sharding)
-    # Across hosts every process holds the whole value and places its copies;
-    # a transfer from one host's device to the others' is not possible.
-    return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
+    return jax.tree.map(
+        lambda leaf: _sharding.replicate(leaf, whole), (train_state, *arrays)
+    )
 
 
 def _check_data(x_name, x, y_name, y) -> int:
