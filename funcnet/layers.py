@@ -53,8 +53,17 @@ from funcnet._typing import Shape
 class Layer(NamedTuple):
     """The three pure functions of a layer, and its name.
 
-    ``sublayers`` lists the children of a composite layer (``()`` for a
-    leaf), so that tools such as traces can walk a network.
+    Attributes:
+        init: ``init(key, input_shape) -> (output_shape, params, state)``;
+            ``state`` holds non-trained values (batch-norm statistics).
+        forward: ``forward(params, state, x, *, key, train) -> (y, new_state,
+            residuals)``; ``residuals`` is what ``backward`` needs.
+        backward: ``backward(params, residuals, dy) -> (dparams, dx)``,
+            written by hand: ``dy = dL/dy`` in, ``dL/dparams`` and
+            ``dL/dx`` out.
+        name: a readable name, shown in reports and traces.
+        sublayers: the children of a composite layer (``()`` for a leaf), so
+            that tools such as traces can walk a network.
     """
 
     init: Callable[..., tuple[Shape, Any, Any]]

@@ -12,12 +12,15 @@
 Docstring examples are run by ``pytest --doctest-modules`` (pyproject.toml).
 """
 
+import ast
 import importlib
+import inspect
 import pathlib
 import pkgutil
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -208,3 +211,145 @@ def test_docs_build_without_warnings(tmp_path):
 
 def derivation_text():
     return (DOCS / "derivation.md").read_text()
+
+
+# the docstrings
+
+
+def attribute_docstrings(module):
+    """The names that ``module``'s own source gives a docstring.
+
+    A string right after an assignment is what autodoc shows for a constant
+    or an instance (``mse = Loss(...)``); ``__doc__`` cannot hold it.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(module)))
+    body = tree.body[0].body if inspect.isclass(module) else tree.body
+    names = set()
+    for statement, following in zip(body, body[1:]):
+        if not (
+            isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+            and following.value.value.strip()
+        ):
+            continue
+        if isinstance(statement, ast.Assign):
+            targets = statement.targets
+        elif isinstance(statement, ast.AnnAssign):
+            targets = [statement.target]
+        else:
+            continue
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def fields(cls):
+    """The annotated fields a class declares in its own body."""
+    return list(getattr(cls, "__annotations__", {}))
+
+
+def _own_nodes(function_node):
+    """The nodes of a function's body, not those of functions inside it."""
+    stack = list(function_node.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+        ):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def returns_something(function):
+    """Whether ``function`` has a ``return x`` or ``yield`` of its own and is
+    not annotated ``-> None``."""
+    if inspect.signature(function).return_annotation in (None, type(None)):
+        return False
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):  # no Python source: assume it returns
+        return True
+    node = ast.parse(source).body[0]
+    return any(
+        isinstance(n, ast.Yield | ast.YieldFrom)
+        or (isinstance(n, ast.Return) and n.value is not None)
+        for n in _own_nodes(node)
+    )
+
+
+def function_problems(name, function):
+    doc = inspect.getdoc(function) or ""
+    takes = [
+        p
+        for p in inspect.signature(function).parameters.values()
+        if p.name not in ("self", "cls")
+    ]
+    problems = []
+    if not doc:
+        problems.append(f"{name}: no docstring")
+    if takes and "Args:" not in doc:
+        problems.append(f"{name}: no Args: section")
+    if returns_something(function) and not re.search(r"(Returns|Yields):", doc):
+        problems.append(f"{name}: no Returns: section")
+    return problems
+
+
+def docstring_problems(module):
+    """Each public name of ``module`` whose docstring lacks a section it needs."""
+    constants = attribute_docstrings(module)
+    problems = []
+    for name in module.__all__:
+        value = getattr(module, name)
+        if inspect.ismodule(value):
+            continue
+        if inspect.isclass(value):
+            doc = inspect.getdoc(value) or ""
+            if not doc:
+                problems.append(f"{name}: no docstring")
+            elif issubclass(value, Exception):
+                pass  # an exception's docstring says when it is raised
+            elif "Attributes:" not in doc and "Args:" not in doc:
+                undocumented = set(fields(value)) - attribute_docstrings(value)
+                if undocumented or not fields(value):
+                    problems.append(f"{name}: no Attributes: or Args: section")
+        elif inspect.isroutine(value):
+            problems += function_problems(name, value)
+        elif name not in constants:
+            problems.append(f"{name}: no docstring after its assignment")
+    return problems
+
+
+# The package itself only re-exports: each name is checked in its module.
+@pytest.mark.parametrize("module_name", [m for m in public_modules() if m != "funcnet"])
+def test_every_public_name_has_args_and_returns(module_name):
+    module = importlib.import_module(module_name)
+    problems = docstring_problems(module)
+    assert not problems, f"{module_name}:\n  " + "\n  ".join(problems)
+
+
+MEMBERS = re.compile(
+    r"^\.\. auto(?:class|exception)::\s+(\S+)\s*\n((?:[ \t]+:.*\n)*)", re.M
+)
+
+
+def documented_methods():
+    """``(class path, method)`` for the members the reference pages list."""
+    found = []
+    for path in sorted(API.glob("*.md")):
+        for target, options in MEMBERS.findall(path.read_text()):
+            for listed in re.findall(r":(?:special-)?members:\s*(.*)", options):
+                found += [(target, m.strip()) for m in listed.split(",")]
+    return found
+
+
+def test_documented_methods_have_args_and_returns():
+    problems = []
+    for target, method in documented_methods():
+        module_name, _, class_name = target.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        if isinstance(inspect.getattr_static(cls, method), property):
+            if not inspect.getdoc(getattr(cls, method)):
+                problems.append(f"{target}.{method}: no docstring")
+            continue
+        problems += function_problems(f"{target}.{method}", getattr(cls, method))
+    assert not problems, "\n  ".join(["", *problems])
