@@ -20,7 +20,7 @@ SCRIPTS = {
     "bench_step.py": ["--smoke"],
     "bench_flops.py": ["--smoke"],
     "bench_torch.py": ["--smoke"],
-    "bench_epoch.py": ["--repeats", "2", "--epochs-per-timing", "1"],
+    "bench_epoch.py": ["--smoke"],
     "sweep_vs_sequential.py": ["--smoke"],
     "data_parallel.py": ["--smoke"],
 }
