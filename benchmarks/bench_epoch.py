@@ -6,8 +6,10 @@ staged once, the last batch padded and masked, metrics weighted by count,
 buffers donated) costs no more than a bare jitted ``lax.scan`` of the same
 :func:`funcnet.train.make_step` over batches gathered beforehand in a fixed
 order. ``make_epoch, shuffle=False`` isolates the loop's own machinery
-(gathering, padding, masking, weighting) from the cost of the shuffle's
-sort. Also times :func:`funcnet.train.fit`'s Python loop around the epoch
+(gathering, padding, masking, weighting) from the cost of the shuffle, and
+a bare scan shuffled as plain JAX shuffles (``jax.random.permutation``, the
+data gathered in that order) is the like-for-like baseline of a shuffled
+epoch. Also times :func:`funcnet.train.fit`'s Python loop around the epoch
 (a host sync, the history and the bookkeeping each epoch), paired with a
 bare epoch run, synchronously, between two of its epochs (the fit ratio's
 us/step is that ratio times the bare scan's).
@@ -64,6 +66,32 @@ def make_bare_scan(step):
     return jax.jit(run, donate_argnums=(0,))
 
 
+def make_shuffled_bare_scan(step, n, batch_size):
+    """A jitted epoch as plain JAX writes a shuffled one.
+
+    ``jax.random.permutation`` of the examples each epoch, the data gathered
+    in that order at once (padded and masked), then the same scan.
+    """
+    steps = -(-n // batch_size)
+    pad = steps * batch_size - n
+    mask = (jnp.arange(steps * batch_size) < n).astype(jnp.float32)
+
+    def run(train_state, x, y, key):
+        order = jax.random.permutation(jax.random.fold_in(key, train_state.step), n)
+        order = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])
+        xs = x[order].reshape((steps, batch_size) + x.shape[1:])
+        ys = y[order].reshape((steps, batch_size) + y.shape[1:])
+
+        def body(train_state, batch):
+            return step(train_state, train.Batch(*batch))
+
+        return jax.lax.scan(
+            body, train_state, (xs, ys, mask.reshape(steps, batch_size))
+        )
+
+    return jax.jit(run, donate_argnums=(0,))
+
+
 def staged_batches(x, y, batch_size):
     """The data in a fixed order, padded and masked, as ``(steps, batch)`` arrays."""
     n = len(x)
@@ -103,6 +131,10 @@ def main(argv=None):
     )
     bare = make_bare_scan(train.make_step(net, loss, optimizer, mode=args.grad))
     batches = staged_batches(splits.train.x, splits.train.y, args.batch_size)
+    shuffled_bare = make_shuffled_bare_scan(
+        train.make_step(net, loss, optimizer, mode=args.grad), len(x), args.batch_size
+    )
+    shuffle_key = jax.random.key(1)
 
     def run_epoch(ts):
         return epoch(ts, x, y)
@@ -113,7 +145,15 @@ def main(argv=None):
     def run_in_order(ts):
         return in_order(ts, x, y)
 
-    runs = {"epoch": run_epoch, "bare": run_bare, "in_order": run_in_order}
+    def run_shuffled_bare(ts):
+        return shuffled_bare(ts, x, y, shuffle_key)
+
+    runs = {
+        "epoch": run_epoch,
+        "bare": run_bare,
+        "in_order": run_in_order,
+        "shuffled_bare": run_shuffled_bare,
+    }
 
     states = {
         name: train.init_train_state(net, optimizer, key=jax.random.key(0))
@@ -131,6 +171,10 @@ def main(argv=None):
             seconds[name].append(took)
     ratios = [e / b for e, b in zip(seconds["epoch"], seconds["bare"])]
     in_order_ratios = [e / b for e, b in zip(seconds["in_order"], seconds["bare"])]
+    shuffled_ratios = [e / b for e, b in zip(seconds["shuffled_bare"], seconds["bare"])]
+    against_shuffled = [
+        e / b for e, b in zip(seconds["epoch"], seconds["shuffled_bare"])
+    ]
     ts_bare = states["bare"]
 
     # fit: between two of its epochs, the callback times one bare epoch
@@ -172,6 +216,7 @@ def main(argv=None):
     rows = [
         ("bare lax.scan", "bare", [1.0]),
         ("make_epoch, shuffle=False", "in_order", in_order_ratios),
+        ("bare scan, shuffled by jax", "shuffled_bare", shuffled_ratios),
         ("make_epoch", "epoch", ratios),
     ]
     for label, name, row_ratios in rows:
@@ -187,6 +232,12 @@ def main(argv=None):
         f"make_epoch / bare scan: median {statistics.median(ratios):.3f}, "
         f"quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}, "
         f"min {min(ratios):.3f}, max {max(ratios):.3f}"
+    )
+    quartiles = statistics.quantiles(against_shuffled, n=4)
+    print(
+        f"make_epoch / bare scan shuffled by jax.random.permutation: median "
+        f"{statistics.median(against_shuffled):.3f}, "
+        f"quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}"
     )
 
 
