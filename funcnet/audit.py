@@ -323,7 +323,12 @@ def audit(
         fd_directions: the number of random directions per leaf.
         rtol: the tolerance of manual vs ``jax.grad`` relative to each leaf's
             scale ``max |a|``; ``None`` for :data:`RTOL` of the leaf's dtype.
-        atol: an absolute tolerance added to it.
+        atol: an absolute tolerance added to it. Needed where a leaf's true
+            gradient is zero by structure, such as a Dense bias right before
+            batch norm (``mlp`` leaves that bias out): both sides then hold
+            only rounding, which no relative tolerance accepts. An ``atol``
+            of about ``1e3 * eps`` times the largest gradient entry accepts
+            it; a float64 audit makes the rounding far smaller.
 
     Returns:
         An :class:`AuditReport`. It raises nothing by itself: check
