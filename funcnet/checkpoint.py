@@ -16,12 +16,15 @@ previous checkpoint whole. :func:`restore` loads into the structure of a
 is named in the error, and a truncated or corrupted file raises
 :class:`CheckpointError`.
 
-Why not orbax-checkpoint: it is the standard for multi-host, sharded and
-asynchronous saves, none of which a single-process CPU or one-GPU run needs;
-it would be a heavy dependency (tensorstore and friends) for a few hundred
-kilobytes of state, and this format checks the whole tree structure, every
-shape and dtype against the template, and a checksum, in one small module
-whose files numpy alone can read.
+Why not orbax-checkpoint: it is the standard for sharded and asynchronous
+saves of states too large for one host. funcnet's states are small (the
+digits MLP's, optimizer included, is a few hundred kilobytes), so a save
+gathers every array whole, process 0 writes one file, and the other
+processes wait for it; orbax would add a heavy dependency (tensorstore and
+friends) for that. This format checks the whole tree structure, every shape
+and dtype against the template, and a checksum, in one small module whose
+files numpy alone can read. A model whose state outgrows one host's memory
+is where orbax becomes the better tool.
 
 Example:
     >>> import tempfile, pathlib
