@@ -265,6 +265,13 @@ The softplus form is what the code computes: no ``exp`` overflows and no
 def _labels_or_probs(logits, targets):
     targets = jnp.asarray(targets)
     if not jnp.issubdtype(targets.dtype, jnp.integer):
+        if targets.shape == logits.shape[:-1] and logits.shape[-1] > 1:
+            raise ValueError(
+                f"targets of shape {targets.shape} look like class labels, but "
+                f"have dtype {targets.dtype}; labels must have an integer dtype "
+                f"(targets.astype(int)), and probability targets the logits' "
+                f"shape {logits.shape}."
+            )
         return _same_shape(logits, targets)
     classes = logits.shape[-1]
     if targets.shape != logits.shape[:-1]:

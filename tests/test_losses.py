@@ -213,6 +213,15 @@ def test_probability_targets_of_the_wrong_shape():
         losses.softmax_cross_entropy(jnp.zeros((4, 3)), jnp.zeros((4, 2)))
 
 
+def test_float_labels_are_named_as_labels_of_the_wrong_dtype():
+    with pytest.raises(
+        ValueError,
+        match=r"targets of shape \(4,\) look like class labels, but have dtype "
+        r"float32; labels must have an integer dtype",
+    ):
+        losses.softmax_cross_entropy(jnp.zeros((4, 3)), jnp.zeros(4, jnp.float32))
+
+
 @pytest.mark.parametrize("labels,bad", [([0, 3, 1], r"\[3\]"), ([-1, 0, 2], r"\[-1\]")])
 def test_integer_labels_outside_the_classes(labels, bad):
     with pytest.raises(
