@@ -62,5 +62,5 @@ def test_prints_the_table_and_the_erratum(textbook, capsys):
     textbook.main(["--steps", "1"])
     out = capsys.readouterr().out
     assert "    1    0    0.7600    0.6814" in out
-    assert "DESIGN.md gives z1 = [0.86, 0.48]" in out
+    assert "design notes give z1 = [0.86, 0.48]" in out
     assert "step  1  loss" in out
