@@ -9,6 +9,7 @@ learning rate swept under ``vmap``, say) passes, since its value is not known
 at trace time, and so does a schedule.
 """
 
+import inspect
 import numbers
 import reprlib
 
@@ -60,6 +61,7 @@ def check_number(
     """
     if callable(value):
         if schedule:
+            _check_schedule(name, value)
             return
         hint = f" {schedule_hint}" if schedule_hint else ""
         raise ValueError(
@@ -82,6 +84,21 @@ def check_number(
     else:
         fix = ""
     raise ValueError(f"{name} must be {expected}; got {describe(value)}.{fix}")
+
+
+def _check_schedule(name: str, value) -> None:
+    """Raise ``ValueError`` unless ``value`` can be called with one step count."""
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):  # no signature to read: trust the caller
+        return
+    try:
+        signature.bind(0)
+    except TypeError:
+        raise ValueError(
+            f"{name} as a schedule must take one argument, the step count; got "
+            f"{describe(value)} with signature {signature}."
+        ) from None
 
 
 def check_range(

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from funcnet import optim
 from funcnet._checks import check_number, check_range
 
 NUMBERS = [
@@ -78,3 +79,14 @@ def test_out_of_range_message_echoes_the_bad_members():
         ValueError, match=r"^h must lie in \[0.0, 1.0\); got \[1.5\]\.$"
     ):
         check_range("h", np.array([0.5, 1.5]), 0.0, 1.0, high_inclusive=False)
+
+
+@pytest.mark.parametrize("schedule", [lambda: 1e-3, lambda count, total: 1e-3])
+def test_a_schedule_must_take_one_step_count(schedule):
+    with pytest.raises(ValueError, match="learning_rate as a schedule must take one"):
+        optim.adam(schedule)
+
+
+def test_a_schedule_with_defaults_or_varargs_passes():
+    optim.adam(lambda count, scale=1.0: 1e-3 * scale)
+    optim.adam(lambda *args: 1e-3)
