@@ -836,14 +836,9 @@ def _sweep_mesh(mesh, devices):
 
 
 def _replicated(tree, mesh):
-    """``tree`` (arrays, no keys) placed whole on every device of ``mesh``."""
+    """``tree`` placed whole on every device of ``mesh``, on one host or several."""
     whole = NamedSharding(mesh, PartitionSpec())
-    if whole.is_fully_addressable:
-        return jax.device_put(tree, whole)
-    # Over several processes, each places its own copy (the same on all).
-    return jax.tree.map(
-        lambda a: jax.make_array_from_process_local_data(whole, np.asarray(a)), tree
-    )
+    return jax.tree.map(lambda a: _sharding.replicate(a, whole), tree)
 
 
 def _gather(array) -> np.ndarray:
@@ -1059,11 +1054,12 @@ def make_sweep(
             stacked = jax.device_put(stacked, home)
         return programs[split], stacked, reads
 
-    def lower(hyperparams: Hyperparams) -> jax.stages.Lowered:
-        program, stacked, _ = prepare(hyperparams)
-        return program.lower(stacked, data_key, *data)
+    def build(hyperparams: Hyperparams):
+        """The stacked values and the (lowered, compiled) program, traced once.
 
-    def sweep_fn(hyperparams: Hyperparams) -> SweepResult:
+        The names the factories read while tracing are recorded with the
+        program, so ``lower`` first and ``sweep_fn`` after check the same.
+        """
         program, stacked, reads = prepare(hyperparams)
         signature = (
             id(program),
@@ -1073,9 +1069,16 @@ def make_sweep(
             traced_reads.clear()
             lowered = program.lower(stacked, data_key, *data)
             _check_all_read(hyperparams.names, reads | traced_reads)
-            compiled[signature] = (lowered.compile(), frozenset(traced_reads))
-        executable, more_reads = compiled[signature]
+            compiled[signature] = (lowered, lowered.compile(), frozenset(traced_reads))
+        lowered, executable, more_reads = compiled[signature]
         _check_all_read(hyperparams.names, reads | more_reads)
+        return stacked, lowered, executable
+
+    def lower(hyperparams: Hyperparams) -> jax.stages.Lowered:
+        return build(hyperparams)[1]
+
+    def sweep_fn(hyperparams: Hyperparams) -> SweepResult:
+        stacked, _, executable = build(hyperparams)
 
         size = hyperparams.size
         out = jax.tree.map(

@@ -412,16 +412,26 @@ def test_the_largest_seed_is_jax_random_keys():
         np.testing.assert_array_equal(result.best_params["W"][i], params["W"])
 
 
+def test_lowering_first_still_records_what_the_factories_read():
+    # The learning rate is read only inside a schedule, that is while the
+    # program is traced; lowering it first must record that read too.
+    sweep_fn = sweep.make_sweep(
+        **quadratic(optimizer=lambda hp: optim.sgd(lambda count: hp["learning_rate"]))
+    )
+    hp = sweep.paired(learning_rate=[0.1, 0.01])
+    assert "while" in sweep_fn.lower(hp).as_text()
+    w = np.asarray(sweep_fn(hp).best_params["W"]).ravel()
+    np.testing.assert_allclose(w, 3 * (1 - (1 - np.array([0.1, 0.01])) ** 2), rtol=1e-5)
+
+
 def test_a_misspelt_hyperparameter_is_an_error_before_training():
-    traces = []
-    sweep_fn = sweep.make_sweep(**quadratic(trace_counter=lambda: traces.append(1)))
+    sweep_fn = sweep.make_sweep(**quadratic())
     hp = sweep.paired(learning_rate=[0.1, 0.1], wieght_decay=[0.0, 1.0])
     with pytest.raises(
         ValueError, match=r"\['wieght_decay'\] are never read.*read \['learning_rate'\]"
     ):
         sweep_fn(hp)
-    # The error comes from tracing, before compiling or training; the
-    # sweep stays usable.
+    # The sweep stays usable.
     assert sweep_fn(sweep.paired(learning_rate=[0.1, 0.2])).status == ["finished"] * 2
 
 
