@@ -546,10 +546,14 @@ def _check_arguments(network, loss, fd, fd_directions, rtol, atol):
     for name, value, optional in (("rtol", rtol, True), ("atol", atol, False)):
         if value is None and optional:
             continue
-        number = isinstance(value, numbers.Real) and not isinstance(
-            value, (bool, np.bool_)
+        number = (
+            np.ndim(value) == 0
+            and isinstance(value, (numbers.Real, np.generic, jax.Array))
+            and not isinstance(value, (bool, np.bool_))
+            and np.issubdtype(np.asarray(value).dtype, np.number)
+            and not np.iscomplexobj(value)
         )
-        if not (number and value >= 0):
+        if not (number and float(value) >= 0):
             expected = "a non-negative number" + (" or None" if optional else "")
             raise ValueError(
                 f"{name} must be {expected}; got {value!r} of type "

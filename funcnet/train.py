@@ -878,7 +878,7 @@ class _Run:
         stop, saved_stop = self._early_stopping_settings(), metadata["early_stopping"]
         difference = _first_difference(metadata["config"], config)
         if difference is None and (saved_stop is None) != (stop is None):
-            difference = ("early_stopping", saved_stop, self.early_stopping)
+            difference = ("early_stopping", saved_stop, stop)
         if difference is None:
             difference = _first_difference(
                 saved_stop or {}, stop or {}, "early_stopping.{}"

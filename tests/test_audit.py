@@ -372,6 +372,18 @@ def test_numpy_scalars_and_a_legacy_key_are_accepted(key):
     assert report.passed and report.rtol == (pytest.approx(1e-4),) * 2
 
 
+def test_jax_scalars_are_accepted_as_tolerances(key):
+    net = layers.mlp([3, 2], "tanh")
+    params, state, x, t = problem(net, key, 3)
+
+    report = audit.audit(
+        net, losses.mse, params, state, x, t,
+        rtol=jnp.float32(1e-4), atol=jnp.zeros(()),
+    )  # fmt: skip
+
+    assert report.passed and report.rtol == (pytest.approx(1e-4),) * 2
+
+
 def test_no_state_for_a_batch_norm_network_is_named(key):
     net = layers.mlp([3, 4, 2], "tanh", batch_norm=True)
     params, _, x, t = problem(net, key, 3)
