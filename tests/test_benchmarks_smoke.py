@@ -1,12 +1,12 @@
 """Each benchmark script runs at a tiny size (CI never runs the real ones)."""
 
-import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
+
+from tests._subprocess import run_python
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -16,21 +16,14 @@ import run_all  # noqa: E402
 
 @pytest.mark.parametrize("script", list(run_all.SCRIPTS))
 def test_benchmark_runs_at_a_tiny_size(script):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *run_all.SCRIPTS[script]],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    out = run_python(
+        BENCHMARKS / script, *run_all.SCRIPTS[script], cwd=BENCHMARKS, timeout=300
     )
-    assert done.returncode == 0, done.stderr
-    if done.stdout.startswith("skipped"):  # the optional torch comparison
+    if out.startswith("skipped"):  # the optional torch comparison
         return
     # Every benchmark names the JAX it ran on and prints figures.
-    assert "jax 0." in done.stdout, done.stdout
-    assert re.search(r"\d+\.\d+", done.stdout), done.stdout
+    assert "jax 0." in out, out
+    assert re.search(r"\d+\.\d+", out), out
 
 
 def test_the_runner_knows_every_benchmark():

@@ -6,12 +6,11 @@ it small; the defaults stay the full experiment.
 """
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
+
+from tests._subprocess import run_python
 
 ROOT = pathlib.Path(__file__).parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -20,17 +19,7 @@ pytest.importorskip("matplotlib", reason="the docs extra installs matplotlib")
 
 
 def run_script(name, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / name), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done.stdout
+    return run_python(ROOT / "experiments" / name, *args)
 
 
 def test_digits_sweep_prints_its_table_and_writes_json_and_plots(tmp_path):

@@ -11,39 +11,18 @@ single sum. The results agree to float32 rounding (rtol 1e-5).
 """
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests._subprocess import run_python
 
 SCRIPT = pathlib.Path(__file__).with_name("multidevice_checks.py")
 
 
 def _run_checks(*args, devices):
-    env = dict(os.environ)
-    flags = [
-        flag
-        for flag in env.get("XLA_FLAGS", "").split()
-        if not flag.startswith("--xla_force_host_platform_device_count")
-    ]
-    if devices > 1:
-        flags.append(f"--xla_force_host_platform_device_count={devices}")
-    env["XLA_FLAGS"] = " ".join(flags)
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(SCRIPT.parents[1])
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout)
+    return json.loads(run_python(SCRIPT, *args, devices=devices))
 
 
 @pytest.fixture(scope="module")
@@ -128,17 +107,8 @@ def test_data_parallel_benchmark_fakes_only_the_devices_asked_for():
     # "--repeats 3" once made the benchmark fake 3 devices: every number
     # after --devices was read as a device count before JAX started.
     benchmarks = SCRIPT.parents[1] / "benchmarks"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    done = subprocess.run(
-        [sys.executable, "data_parallel.py", "--devices", "2", "--repeats", "3"],
-        cwd=benchmarks,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
+    out = run_python(
+        "data_parallel.py", "--devices", 2, "--repeats", 3, cwd=benchmarks, timeout=300
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "; 2 devices" in done.stdout, done.stdout
-    assert "median of 3 paired ratios" in done.stdout
+    assert "; 2 devices" in out, out
+    assert "median of 3 paired ratios" in out

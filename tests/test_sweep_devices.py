@@ -22,26 +22,15 @@ import sys
 import numpy as np
 import pytest
 
+from tests._subprocess import run_python
+
 SCRIPT = pathlib.Path(__file__).with_name("sweep_device_checks.py")
 
 
 @pytest.fixture(scope="module")
 def results():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    ).strip()
-    env["PYTHONPATH"] = str(SCRIPT.parents[1])
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    out = run_python(SCRIPT, devices=4, timeout=900)
+    return json.loads(out.splitlines()[-1])
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,11 @@
 
 import importlib.util
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
+
+from tests._subprocess import run_python
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "digits.py"
 SMALL = ["--no-progress", "--no-plot", "--hidden", "16", "--lr", "1e-2"]
@@ -73,18 +72,11 @@ def test_runs_with_other_model_options_keep_their_own_files(digits_script, tmp_p
 
 
 def test_digits_runs_data_parallel_in_a_subprocess(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--epochs", "1", "--data-parallel", "2"]
-        + ["--no-progress", "--no-plot", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "data-parallel over 2 cpu devices" in done.stdout
+    out = run_python(
+        SCRIPT, "--epochs", 1, "--data-parallel", 2, "--no-progress", "--no-plot",
+        "--out", tmp_path, timeout=300,
+    )  # fmt: skip
+    assert "data-parallel over 2 cpu devices" in out
     record = json.loads((tmp_path / "digits-s0.json").read_text())
     assert record["config"]["data_parallel"] == 2
     assert len(record["history"]["loss"]) == 1
