@@ -280,10 +280,8 @@ def main(argv=None):
             mesh=mesh,
             run_config=run_config(args, sizes),
         )
-    except ValueError as error:
-        if args.resume and "was written by a run with" in str(error):
-            raise SystemExit(f"cannot --resume {name}: {error}") from error
-        raise
+    except train.ResumeMismatchError as error:
+        raise SystemExit(f"cannot --resume {name}: {error}") from error
     params = result.best_params
     history = {k: v.tolist() for k, v in result.history.items()}
     stopped = (

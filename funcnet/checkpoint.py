@@ -230,8 +230,9 @@ def restore(path, template) -> tuple[Any, dict[str, Any]]:
 def read_metadata(path) -> dict[str, Any]:
     """The ``metadata`` dict saved with the checkpoint at ``path``.
 
-    Reads the header only as far as needed, without a template: use it to
-    see a checkpoint's epoch or settings before building a template.
+    Needs no template: use it to see a checkpoint's epoch or settings before
+    building one. It reads and checks the whole file (the checksum covers
+    every array), as :func:`restore` does.
 
     Args:
         path: a file written by :func:`save`.

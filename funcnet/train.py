@@ -170,6 +170,14 @@ class FitResult(NamedTuple):
     stopped_epoch: int | None
 
 
+class ResumeMismatchError(ValueError):
+    """``fit(..., resume=True)`` found a checkpoint written with other settings.
+
+    The message names the first setting that differs (data size, batching,
+    gradient mode, early stopping or ``run_config``), saved and given.
+    """
+
+
 class TrainingDivergedError(FloatingPointError):
     """The training loss, the gradient or the params became NaN or infinite.
 
@@ -889,7 +897,7 @@ class _Run:
             )
         if difference is not None:
             name, before, now = difference
-            raise ValueError(
+            raise ResumeMismatchError(
                 f"the checkpoint {str(path)!r} was written by a run with "
                 f"{name}={before!r}, but this one has {name}={now!r}; resume only "
                 f"with the same settings, or use a new checkpoint_dir."
@@ -1036,6 +1044,7 @@ __all__ = [
     "EarlyStopping",
     "FitResult",
     "TrainState",
+    "ResumeMismatchError",
     "TrainingDivergedError",
     "batch_metrics",
     "data_parallel",

@@ -339,7 +339,7 @@ def test_fit_resumes_from_its_checkpoint_exactly(dataset, tmp_path):
     for name in full.history:
         np.testing.assert_array_equal(resumed.history[name], full.history[name])
 
-    with pytest.raises(ValueError, match="written by a run with"):
+    with pytest.raises(train.ResumeMismatchError, match="written by a run with"):
         _fit(dataset, epochs=6, batch_size=5, checkpoint_dir=tmp_path, resume=True)
 
 
@@ -389,7 +389,9 @@ def test_resume_with_other_settings_names_the_setting(
         "run_config": {"lr": np.float64(0.01), "activation": "relu"},
     }
     _fit(dataset, val_data=dataset, epochs=2, checkpoint_dir=tmp_path, **settings)
-    with pytest.raises(ValueError, match=f"written by a run with {message}"):
+    with pytest.raises(
+        train.ResumeMismatchError, match=f"written by a run with {message}"
+    ):
         _fit(
             dataset,
             val_data=dataset,
